@@ -1,0 +1,102 @@
+"""Members and their linked broker accounts.
+
+``TradingAccount`` is the seeds' AccountLink and UserMT5Account in one row: who owns it,
+where it lives at the broker, its encrypted credentials, its last known live figures (in
+``currency``) and the state of its sync.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 20, "decimal_places": 2}
+PERCENT = {"max_digits": 12, "decimal_places": 2}
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        OWNER = "owner", "Owner"
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    telegram_id = models.BigIntegerField(null=True, blank=True, unique=True)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == self.Role.OWNER
+
+
+class TradingAccount(models.Model):
+    class Broker(models.TextChoices):
+        MT5 = "mt5", "MetaTrader 5"
+        IBKR = "ibkr", "Interactive Brokers"
+
+    class SyncStatus(models.TextChoices):
+        PENDING = "pending", "Pending (never synced)"
+        HEALTHY = "healthy", "Healthy"
+        STALE = "stale", "Stale (last good figures kept)"
+        ERROR = "error", "Error (needs a person)"
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="trading_accounts")
+    broker = models.CharField(max_length=8, choices=Broker.choices, default=Broker.MT5)
+    broker_name = models.CharField(max_length=100, blank=True)
+    server = models.CharField(max_length=100)
+    login = models.CharField(max_length=32)
+    is_primary = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    credentials_encrypted = models.TextField(editable=False)
+    credentials_read_only = models.BooleanField(
+        default=False, help_text="Investor (read-only) password: watched, never auto-closed."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Live state, in ``currency``, as of ``last_synced_at``.
+    currency = models.CharField(max_length=3, blank=True)
+    leverage = models.PositiveIntegerField(null=True, blank=True)
+    balance = models.DecimalField(**MONEY, null=True, blank=True)
+    credit = models.DecimalField(**MONEY, null=True, blank=True)
+    equity = models.DecimalField(**MONEY, null=True, blank=True)
+    margin = models.DecimalField(**MONEY, null=True, blank=True)
+    free_margin = models.DecimalField(**MONEY, null=True, blank=True)
+    margin_level = models.DecimalField(**PERCENT, null=True, blank=True,
+                                       help_text="equity / margin × 100, % (none when flat)")
+    profit = models.DecimalField(**MONEY, null=True, blank=True,
+                                 help_text="Unrealized P&L of open positions")
+    peak_equity = models.DecimalField(**MONEY, null=True, blank=True,
+                                      help_text="High-water mark of equity")
+    drawdown_percent = models.DecimalField(**PERCENT, null=True, blank=True,
+                                           help_text="(peak − equity) / peak × 100")
+
+    # Sync.
+    sync_status = models.CharField(max_length=16, choices=SyncStatus.choices,
+                                   default=SyncStatus.PENDING)
+    sync_error_code = models.CharField(max_length=64, blank=True)
+    sync_error_message = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True,
+                                          help_text="Last successful sync")
+    last_sync_attempt_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    sync_cadence_seconds = models.PositiveIntegerField(default=10)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    sync_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            # Two owners of one broker account would double-count and could close each
+            # other's positions.
+            models.UniqueConstraint(fields=["broker", "server", "login"],
+                                    name="uniq_broker_server_login"),
+            models.UniqueConstraint(fields=["user"], condition=Q(is_primary=True),
+                                    name="one_primary_account_per_user"),
+        ]
+        indexes = [
+            # sync_dispatch: WHERE is_active AND next_sync_at <= now ORDER BY next_sync_at
+            models.Index(fields=["is_active", "next_sync_at"], name="acct_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_broker_display()} {self.login}@{self.server}"

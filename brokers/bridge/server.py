@@ -1,0 +1,359 @@
+"""The terminal bridge: a small HTTP service that runs next to one MetaTrader 5 terminal.
+
+It exposes a whitelist of the ``MetaTrader5`` module's calls to Linux workers, as JSON over
+HTTP, behind a bearer token. There is no eval, no pickling and no attribute access by name
+from the wire: a method name that is not in ``ALLOWED_METHODS`` is refused, and every
+argument is checked against the method's parameter list before the terminal sees it.
+
+One bridge process serves one terminal. A terminal holds one logged-in account at a time,
+so every request is one job on a single worker thread: "log in to the request's account if
+the terminal is on another one, then make the call". Jobs never interleave, so a login
+switch can never land between another request's login and its read. A job whose caller has
+already given up (its deadline passed while it waited in the queue) is dropped unrun, which
+keeps an ``order_send`` from executing after its caller was told "timeout".
+
+On Windows, beside a real terminal, this file needs only the standard library and the
+``MetaTrader5`` package: ``python server.py --token-file token.txt``. ``--sim`` serves the
+simulated terminal of ``brokers.sim`` instead (the demo and the tests).
+
+Protocol (all bodies JSON, ``Authorization: Bearer <token>`` on every request):
+
+- ``POST /v1/call`` ``{"method": str, "args": [...], "kwargs": {...},
+  "account": {"login": int, "password": str, "server": str} | null, "timeout": float}``
+  answers ``200 {"result": ..., "last_error": [code, message]}``. Namedtuples travel as
+  ``{"__nt__": type name, "fields": {...}}``; ``None`` stays ``null``.
+- Errors answer ``{"code": ..., "message": ...}``: 401 ``unauthorized``, 400
+  ``malformed_json`` / ``bad_request`` / ``method_not_allowed`` / ``bad_params``, 413
+  ``body_too_large``, 504 ``timeout``, 502 ``bad_terminal_reply``.
+- ``GET /healthz`` answers ``{"ok": true}`` without a token and says nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+logger = logging.getLogger("mt5.bridge")
+
+MAX_BODY_BYTES = 1_000_000
+DEFAULT_CALL_TIMEOUT = 10.0
+MAX_CALL_TIMEOUT = 120.0
+
+# Method name -> (allowed positional count, allowed keyword names). Nothing else reaches
+# the terminal. ``login`` and ``initialize`` are handled through the request's account.
+ALLOWED_METHODS: dict[str, tuple[int, frozenset[str]]] = {
+    "initialize": (0, frozenset()),
+    "version": (0, frozenset()),
+    "terminal_info": (0, frozenset()),
+    "last_error": (0, frozenset()),
+    "account_info": (0, frozenset()),
+    "positions_total": (0, frozenset()),
+    "positions_get": (0, frozenset({"symbol", "group", "ticket"})),
+    "history_deals_get": (2, frozenset({"date_from", "date_to", "group", "ticket", "position"})),
+    "symbol_info": (1, frozenset({"symbol"})),
+    "symbol_info_tick": (1, frozenset({"symbol"})),
+    "order_send": (1, frozenset({"request"})),
+}
+# Extra calls of the simulated terminal, served only with --sim.
+SIM_METHODS: dict[str, tuple[int, frozenset[str]]] = {
+    "sim_inject_fault": (
+        1, frozenset({"kind", "method", "count", "login", "delay", "points", "fraction"})
+    ),
+    "sim_clear_faults": (0, frozenset()),
+    "sim_advance": (1, frozenset({"bars"})),
+    "sim_state": (0, frozenset()),
+    "sim_open": (
+        4, frozenset({"sl", "tp", "magic", "comment", "reason", "price"})
+    ),
+    "sim_close": (2, frozenset({"reason", "volume"})),
+}
+ORDER_REQUEST_KEYS = frozenset(
+    {
+        "action", "symbol", "volume", "type", "price", "sl", "tp", "deviation", "magic",
+        "comment", "type_filling", "type_time", "position", "position_by", "expiration",
+        "order", "stoplimit",
+    }
+)
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, message: str, status: int = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest("malformed_json", f"{name} is not a number this bridge accepts")
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
+
+
+def validate_call(payload: Any, methods: dict[str, tuple[int, frozenset[str]]]) -> tuple[
+    str, list[Any], dict[str, Any], dict[str, Any] | None, float
+]:
+    """Check a decoded request body; return (method, args, kwargs, account, timeout).
+
+    Raises ``BadRequest`` naming the offending field. Arguments may only be JSON scalars,
+    except ``order_send``'s request, a flat dict of known keys with scalar values.
+    """
+    if not isinstance(payload, dict):
+        raise BadRequest("bad_request", "body must be a JSON object")
+    method = payload.get("method")
+    if not isinstance(method, str) or method not in methods:
+        raise BadRequest("method_not_allowed", f"method {method!r} is not served")
+    args = payload.get("args", [])
+    kwargs = payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise BadRequest("bad_params", "args must be a list and kwargs an object")
+    max_positional, allowed_kwargs = methods[method]
+    if len(args) > max_positional:
+        raise BadRequest("bad_params", f"{method} takes at most {max_positional} positional args")
+    unknown = set(kwargs) - allowed_kwargs
+    if unknown:
+        raise BadRequest("bad_params", f"{method} does not take {sorted(unknown)}")
+    for value in [*args, *kwargs.values()]:
+        if method == "order_send" and isinstance(value, dict):
+            bad_keys = set(value) - ORDER_REQUEST_KEYS
+            if bad_keys:
+                raise BadRequest("bad_params", f"order request has unknown keys {sorted(bad_keys)}")
+            if not all(_is_scalar(v) for v in value.values()):
+                raise BadRequest("bad_params", "order request values must be finite scalars")
+        elif not _is_scalar(value):
+            raise BadRequest("bad_params", f"{method} arguments must be finite scalars")
+    account = payload.get("account")
+    if account is not None:
+        if not isinstance(account, dict):
+            raise BadRequest("bad_params", "account must be an object")
+        login, password, server = (account.get(k) for k in ("login", "password", "server"))
+        if not isinstance(login, int) or isinstance(login, bool) or login <= 0:
+            raise BadRequest("bad_params", "account.login must be a positive integer")
+        if not isinstance(password, str) or not isinstance(server, str) or not server:
+            raise BadRequest("bad_params", "account.password and account.server are strings")
+    timeout = payload.get("timeout", DEFAULT_CALL_TIMEOUT)
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= MAX_CALL_TIMEOUT
+    ):
+        raise BadRequest("bad_params", f"timeout must be in (0, {MAX_CALL_TIMEOUT}] seconds")
+    return method, args, kwargs, account, float(timeout)
+
+
+def encode(value: Any) -> Any:
+    """Turn a terminal's reply into JSON-safe data (namedtuples tagged by type name)."""
+    if hasattr(value, "_asdict") and hasattr(value, "_fields"):
+        return {"__nt__": type(value).__name__, "fields": {k: encode(v) for k, v in value._asdict().items()}}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest("bad_terminal_reply", "terminal answered a non-finite number", 502)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)  # e.g. a Decimal or datetime from the simulated terminal
+
+
+class TerminalWorker:
+    """Runs every terminal job on one thread, so login switches and calls never interleave."""
+
+    def __init__(self, terminal: Any, methods: dict[str, tuple[int, frozenset[str]]]) -> None:
+        self.terminal = terminal
+        self.methods = methods
+        self._jobs: queue.Queue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = (
+            queue.Queue()
+        )
+        self._current: tuple[int, str, str] | None = None  # login, server, password digest
+        self._initialized = False
+        thread = threading.Thread(target=self._run, name="terminal-worker", daemon=True)
+        thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job, box, done = self._jobs.get()
+            if time.monotonic() > box["deadline"]:
+                box["dropped"] = True  # its caller already answered "timeout"
+            else:
+                try:
+                    box["value"] = job()
+                except BaseException as exc:  # noqa: BLE001 - handed back to the request thread
+                    box["error"] = exc
+            done.set()
+
+    def submit(self, job: Callable[[], Any], timeout: float) -> Any:
+        box: dict[str, Any] = {"deadline": time.monotonic() + timeout}
+        done = threading.Event()
+        self._jobs.put((job, box, done))
+        if not done.wait(timeout) or box.get("dropped"):
+            raise BadRequest("timeout", f"terminal did not answer within {timeout:g} s", 504)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def call(self, method: str, args: list[Any], kwargs: dict[str, Any],
+             account: dict[str, Any] | None) -> dict[str, Any]:
+        """One job: switch to ``account`` if needed, then call ``method``."""
+        terminal = self.terminal
+        if not self._initialized:
+            if not terminal.initialize():
+                return {"result": None, "last_error": list(terminal.last_error())}
+            self._initialized = True
+        if account is not None:
+            digest = hashlib.sha256(account["password"].encode()).hexdigest()
+            wanted = (account["login"], account["server"], digest)
+            if wanted != self._current or method == "initialize":
+                self._current = None
+                ok = terminal.login(
+                    account["login"], password=account["password"], server=account["server"]
+                )
+                if not ok:
+                    return {"result": None, "last_error": list(terminal.last_error()),
+                            "login_failed": True}
+                self._current = wanted
+        if method == "initialize":
+            return {"result": True, "last_error": list(terminal.last_error())}
+        result = getattr(terminal, method)(*args, **kwargs)
+        return {"result": encode(result), "last_error": list(terminal.last_error())}
+
+
+def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHandler]:
+    expected = token.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "mt5-bridge/1"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            logger.debug("%s " + format, self.address_string(), *args)
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body, allow_nan=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if self.path == "/healthz":
+                self._reply(200, {"ok": True})
+            else:
+                self._reply(404, {"code": "not_found", "message": "no such path"})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            try:
+                body = self._handle()
+                self._reply(200, body)
+            except BadRequest as exc:
+                self._reply(exc.status, {"code": exc.code, "message": exc.message})
+
+        def _handle(self) -> dict[str, Any]:
+            if self.path != "/v1/call":
+                raise BadRequest("not_found", "no such path", 404)
+            auth = self.headers.get("Authorization", "")
+            given = auth[len("Bearer "):].encode() if auth.startswith("Bearer ") else b""
+            if not hmac.compare_digest(given, expected):
+                raise BadRequest("unauthorized", "missing or wrong bridge token", 401)
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise BadRequest("bad_request", "bad Content-Length") from None
+            if length > MAX_BODY_BYTES:
+                raise BadRequest("body_too_large", f"body over {MAX_BODY_BYTES} bytes", 413)
+            raw = self.rfile.read(length)
+            try:
+                payload = json.loads(raw, parse_constant=_reject_constant)
+            except (ValueError, UnicodeDecodeError) as exc:
+                if isinstance(exc, BadRequest):
+                    raise
+                raise BadRequest("malformed_json", "body is not valid JSON") from None
+            method, args, kwargs, account, timeout = validate_call(payload, worker.methods)
+            return worker.submit(lambda: worker.call(method, args, kwargs, account), timeout)
+
+    return Handler
+
+
+def serve(terminal: Any, *, token: str, host: str = "127.0.0.1", port: int = 8765,
+          methods: dict[str, tuple[int, frozenset[str]]] | None = None) -> ThreadingHTTPServer:
+    """Build the HTTP server (not started). ``server.server_address`` has the bound port."""
+    if len(token) < 16:
+        raise ValueError("the bridge token must be at least 16 characters")
+    worker = TerminalWorker(terminal, methods or ALLOWED_METHODS)
+    httpd = ThreadingHTTPServer((host, port), make_handler(worker, token))
+    httpd.daemon_threads = True
+    return httpd
+
+
+def _read_token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        with open(args.token_file, encoding="utf-8") as fh:
+            return fh.read().strip()
+    token = os.environ.get("MT5_BRIDGE_TOKEN", "")
+    if not token:
+        raise SystemExit("set MT5_BRIDGE_TOKEN or pass --token-file")
+    return token
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="MetaTrader 5 terminal bridge")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token-file")
+    parser.add_argument("--sim", action="store_true", help="serve the simulated terminal")
+    parser.add_argument("--bar-seconds", type=float, default=2.0,
+                        help="--sim: real seconds per replayed H1 bar")
+    parser.add_argument("--manual-clock", action="store_true",
+                        help="--sim: prices move only by sim_advance (tests)")
+    parser.add_argument("--members", type=int, default=20, help="--sim: demo roster size")
+    parser.add_argument("--start-bar", type=int, default=0, help="--sim: first bar to replay")
+    parser.add_argument("--bot", action="store_true", help="--sim: run the demo trading bot")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    token = _read_token(args)
+
+    if args.sim:
+        from brokers.sim.runtime import build_demo_terminal
+
+        terminal, background = build_demo_terminal(
+            bar_seconds=args.bar_seconds, manual=args.manual_clock, members=args.members,
+            start_bar=args.start_bar, bot=args.bot,
+        )
+        methods = {**ALLOWED_METHODS, **SIM_METHODS}
+    else:  # beside a real terminal, on Windows
+        import MetaTrader5 as terminal  # type: ignore[import-not-found, no-redef]
+
+        background = []
+        methods = ALLOWED_METHODS
+    httpd = serve(terminal, token=token, host=args.host, port=args.port, methods=methods)
+    for start in background:
+        start()
+    host, port = httpd.server_address[:2]
+    print(f"mt5 bridge listening on http://{host}:{port}", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The broker gateway port: what the apps may ask of any broker, in frozen dataclasses.
+
+Apps call a ``BrokerGateway``; they never import an adapter. Every figure is ``Decimal``,
+every time is an aware UTC ``datetime``. Money is in the account's deposit currency unless a
+field says otherwise; prices are in the symbol's quote currency; volume is in lots.
+
+Errors: a gateway raises only ``BrokerError`` subclasses (``brokers.errors``). A failed or
+timed-out read raises ``BrokerUnavailable``: the caller must treat the account as *unknown*,
+never as flat. An empty ``positions()`` list means the broker said "no positions".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class DealReason(enum.StrEnum):
+    """Why a deal happened (MetaTrader 5: ENUM_DEAL_REASON, reduced to what we act on)."""
+
+    CLIENT = "client"  # desktop, mobile or web terminal: a person
+    EXPERT = "expert"  # an Expert Advisor or a script: the bot
+    SL = "sl"
+    TP = "tp"
+    SO = "so"  # stop-out
+    OTHER = "other"  # rollover, variation margin, split
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Account figures, in ``currency`` (MetaTrader 5: AccountInfo).
+
+    ``margin_level`` is equity / margin × 100 in percent, ``None`` when no margin is used.
+    ``margin_so_call`` and ``margin_so_so`` are the margin call and stop-out levels in percent.
+    """
+
+    login: int
+    server: str
+    currency: str
+    leverage: int
+    balance: Decimal
+    credit: Decimal
+    profit: Decimal
+    equity: Decimal
+    margin: Decimal
+    free_margin: Decimal
+    margin_level: Decimal | None
+    margin_so_call: Decimal
+    margin_so_so: Decimal
+    trade_allowed: bool
+    server_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    """One open position (MetaTrader 5: TradePosition).
+
+    ``profit`` and ``swap`` are in the account currency, as the broker reports them.
+    """
+
+    ticket: int
+    symbol: str
+    side: Side
+    volume: Decimal
+    price_open: Decimal
+    price_current: Decimal
+    sl: Decimal | None
+    tp: Decimal | None
+    swap: Decimal
+    profit: Decimal
+    magic: int
+    comment: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    """One deal from the account history (MetaTrader 5: TradeDeal).
+
+    ``entry`` is "in", "out", "inout" or "out_by"; ``profit``, ``swap``, ``commission`` and
+    ``fee`` are in the account currency.
+    """
+
+    ticket: int
+    order: int
+    position_id: int
+    symbol: str
+    side: Side | None
+    entry: str
+    reason: DealReason
+    volume: Decimal
+    price: Decimal
+    profit: Decimal
+    swap: Decimal
+    commission: Decimal
+    fee: Decimal
+    magic: int
+    comment: str
+    time: datetime
+
+    @property
+    def net_profit(self) -> Decimal:
+        """profit + swap + commission + fee, in the account currency."""
+        return self.profit + self.swap + self.commission + self.fee
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """Best bid and ask, in the symbol's quote currency."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """Trading rules of one symbol (MetaTrader 5: SymbolInfo).
+
+    ``tick_value`` is the value of one ``tick_size`` move for one lot, in the account
+    currency, as the terminal reports it at the time of the call.
+    ``filling_modes`` is a set of "fok" / "ioc".
+    """
+
+    symbol: str
+    digits: int
+    point: Decimal
+    contract_size: Decimal
+    tick_size: Decimal
+    tick_value: Decimal
+    volume_min: Decimal
+    volume_step: Decimal
+    volume_max: Decimal
+    currency_base: str
+    currency_profit: str
+    currency_margin: str
+    filling_modes: frozenset[str]
+    calc_mode: str  # "forex" or "cfd"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    """Outcome of one close attempt.
+
+    ``done`` means the position is closed (or already was). ``retryable`` means sending again
+    with a fresh price may succeed. ``ambiguous`` means the outcome is unknown: look the
+    position and its deals up before sending again.
+    """
+
+    ticket: int
+    retcode: int
+    comment: str
+    price: Decimal | None
+    volume: Decimal | None
+    deal: int | None
+    done: bool
+    retryable: bool
+    ambiguous: bool
+
+
+@runtime_checkable
+class BrokerGateway(Protocol):
+    """One broker account, seen through one adapter."""
+
+    def account_state(self) -> AccountState: ...
+
+    def positions(self) -> list[BrokerPosition]: ...
+
+    def deals(self, since: datetime, until: datetime | None = None) -> list[Deal]: ...
+
+    def quote(self, symbol: str) -> Quote: ...
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec: ...
+
+    def close_position(self, ticket: int, volume: Decimal | None, tag: str) -> CloseResult: ...

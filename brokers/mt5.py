@@ -1,0 +1,340 @@
+"""The mt5 adapter: a ``BrokerGateway`` over any object with the ``MetaTrader5`` module's API.
+
+On Windows that object is the real ``MetaTrader5`` package; on Linux it is a
+``brokers.bridge.client.BridgeTerminal``; in tests and the demo the bridge serves the
+simulated terminal. The adapter is the one place that turns the module's floats,
+namedtuples and ``None``-plus-``last_error()`` into this project's dataclasses and errors:
+
+- ``None`` from a read is *unknown*: ``BrokerUnavailable`` (``BrokerTimeout`` on a timeout),
+  never an empty list. An empty tuple from ``positions_get`` is "no positions".
+- A reply that breaks the contract (missing field, NaN, negative volume, an account other
+  than the one asked for) is ``BrokerBadReply``, and the caller stores nothing from it.
+- A refused login is ``BrokerAuthError``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from brokers import mt5_api
+from brokers.errors import (
+    BrokerAuthError,
+    BrokerBadReply,
+    BrokerError,
+    BrokerTimeout,
+    BrokerUnavailable,
+)
+from brokers.gateway import (
+    AccountState,
+    BrokerPosition,
+    CloseResult,
+    Deal,
+    DealReason,
+    Quote,
+    Side,
+    SymbolSpec,
+)
+
+_DEAL_REASONS = {
+    mt5_api.DEAL_REASON_CLIENT: DealReason.CLIENT,
+    mt5_api.DEAL_REASON_MOBILE: DealReason.CLIENT,
+    mt5_api.DEAL_REASON_WEB: DealReason.CLIENT,
+    mt5_api.DEAL_REASON_EXPERT: DealReason.EXPERT,
+    mt5_api.DEAL_REASON_SL: DealReason.SL,
+    mt5_api.DEAL_REASON_TP: DealReason.TP,
+    mt5_api.DEAL_REASON_SO: DealReason.SO,
+}
+_DEAL_ENTRIES = {
+    mt5_api.DEAL_ENTRY_IN: "in",
+    mt5_api.DEAL_ENTRY_OUT: "out",
+    mt5_api.DEAL_ENTRY_INOUT: "inout",
+    mt5_api.DEAL_ENTRY_OUT_BY: "out_by",
+}
+_TIMEOUT_ERRORS = {mt5_api.RES_E_INTERNAL_FAIL_TIMEOUT}
+_AUTH_ERRORS = {mt5_api.RES_E_AUTH_FAILED}
+
+DEFAULT_DEVIATION_POINTS = 20
+
+
+def _field(record: Any, name: str) -> Any:
+    try:
+        return getattr(record, name)
+    except AttributeError:
+        raise BrokerBadReply(
+            f"{type(record).__name__} has no field {name!r}", detail={"field": name}
+        ) from None
+
+
+def _number(record: Any, name: str, *, minimum: float | None = None,
+            positive: bool = False) -> Decimal:
+    """A finite number field as Decimal (via its shortest repr, so 1.07219 stays 1.07219)."""
+    value = _field(record, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BrokerBadReply(f"{name} is not a number: {value!r}", detail={"field": name})
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BrokerBadReply(f"{name} is not finite: {value!r}", detail={"field": name})
+    if minimum is not None and value < minimum:
+        raise BrokerBadReply(f"{name} is below {minimum}: {value!r}", detail={"field": name})
+    if positive and value <= 0:
+        raise BrokerBadReply(f"{name} must be positive: {value!r}", detail={"field": name})
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _integer(record: Any, name: str, *, positive: bool = False) -> int:
+    value = _field(record, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BrokerBadReply(f"{name} is not an integer: {value!r}", detail={"field": name})
+    if positive and value <= 0:
+        raise BrokerBadReply(f"{name} must be positive: {value!r}", detail={"field": name})
+    return value
+
+
+def _text(record: Any, name: str) -> str:
+    value = _field(record, name)
+    if not isinstance(value, str):
+        raise BrokerBadReply(f"{name} is not text: {value!r}", detail={"field": name})
+    return value
+
+
+def _epoch(record: Any, name: str) -> datetime:
+    seconds = _integer(record, name)
+    if seconds < 0:
+        raise BrokerBadReply(f"{name} is before 1970: {seconds}", detail={"field": name})
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _optional_price(record: Any, name: str) -> Decimal | None:
+    value = _number(record, name, minimum=0)
+    return value if value > 0 else None  # MetaTrader 5 reports "no stop" as 0.0
+
+
+class Mt5Gateway:
+    """``BrokerGateway`` for one MetaTrader 5 account behind ``terminal``.
+
+    ``terminal`` is the ``MetaTrader5`` module or anything with its API. The account is
+    logged in lazily on first use (and again after a failed call), so constructing a
+    gateway never touches the network.
+    """
+
+    def __init__(self, terminal: Any, *, login: int, password: str, server: str,
+                 timeout_ms: int = 10_000, magic: int = 0) -> None:
+        self.terminal = terminal
+        self.login = int(login)
+        self._password = password
+        self.server = server
+        self.timeout_ms = timeout_ms
+        self.magic = magic
+        self._logged_in = False
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Mt5Gateway(login={self.login}, server={self.server!r})"
+
+    # --- connection ---
+    def _failure(self, what: str) -> BrokerError:
+        code, message = self.terminal.last_error()
+        self._logged_in = False
+        detail = {"call": what, "last_error": [code, message]}
+        if code in _TIMEOUT_ERRORS:
+            return BrokerTimeout(f"{what} timed out: {message}", detail=detail)
+        if code in _AUTH_ERRORS:
+            return BrokerAuthError(f"login {self.login}@{self.server} refused: {message}",
+                                   detail=detail)
+        return BrokerUnavailable(f"{what} failed ({code}): {message}", detail=detail)
+
+    def connect(self) -> None:
+        """Log the terminal in to this account. Raises BrokerAuthError or BrokerUnavailable."""
+        if self._logged_in:
+            return
+        if not self.terminal.login(self.login, password=self._password, server=self.server,
+                                   timeout=self.timeout_ms):
+            raise self._failure("login")
+        self._logged_in = True
+
+    def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.connect()
+        result = getattr(self.terminal, method)(*args, **kwargs)
+        if result is None:
+            raise self._failure(method)
+        return result
+
+    # --- BrokerGateway ---
+    def account_state(self) -> AccountState:
+        """The account's figures (MetaTrader 5: account_info), in its deposit currency."""
+        info = self._read("account_info")
+        login = _integer(info, "login", positive=True)
+        if login != self.login:
+            # the terminal is on another account: never attribute its figures to this one
+            raise BrokerBadReply(f"asked for account {self.login}, terminal answered {login}",
+                                 detail={"field": "login"})
+        digits = _integer(info, "currency_digits")
+        quantum = Decimal(1).scaleb(-digits)
+        margin = _number(info, "margin", minimum=0).quantize(quantum)
+        level = _number(info, "margin_level", minimum=0)
+        return AccountState(
+            login=login,
+            server=_text(info, "server"),
+            currency=_text(info, "currency"),
+            leverage=_integer(info, "leverage", positive=True),
+            balance=_number(info, "balance").quantize(quantum),
+            credit=_number(info, "credit").quantize(quantum),
+            profit=_number(info, "profit").quantize(quantum),
+            equity=_number(info, "equity").quantize(quantum),
+            margin=margin,
+            free_margin=_number(info, "margin_free").quantize(quantum),
+            margin_level=level.quantize(Decimal("0.01")) if margin > 0 else None,
+            margin_so_call=_number(info, "margin_so_call", minimum=0),
+            margin_so_so=_number(info, "margin_so_so", minimum=0),
+            trade_allowed=bool(_field(info, "trade_allowed")),
+        )
+
+    def _position(self, raw: Any) -> BrokerPosition:
+        kind = _integer(raw, "type")
+        if kind not in (mt5_api.POSITION_TYPE_BUY, mt5_api.POSITION_TYPE_SELL):
+            raise BrokerBadReply(f"position type {kind} is neither buy nor sell",
+                                 detail={"field": "type"})
+        return BrokerPosition(
+            ticket=_integer(raw, "ticket", positive=True),
+            symbol=_text(raw, "symbol"),
+            side=Side.BUY if kind == mt5_api.POSITION_TYPE_BUY else Side.SELL,
+            volume=_number(raw, "volume", positive=True),
+            price_open=_number(raw, "price_open", positive=True),
+            price_current=_number(raw, "price_current", positive=True),
+            sl=_optional_price(raw, "sl"),
+            tp=_optional_price(raw, "tp"),
+            swap=_number(raw, "swap"),
+            profit=_number(raw, "profit"),
+            magic=_integer(raw, "magic"),
+            comment=_text(raw, "comment"),
+            opened_at=_epoch(raw, "time"),
+        )
+
+    def positions(self) -> list[BrokerPosition]:
+        """Open positions (MetaTrader 5: positions_get). ``[]`` only if the broker said so."""
+        raw = self._read("positions_get")
+        if not isinstance(raw, tuple | list):
+            raise BrokerBadReply("positions_get did not answer a sequence")
+        positions = [self._position(p) for p in raw]
+        tickets = [p.ticket for p in positions]
+        if len(set(tickets)) != len(tickets):
+            raise BrokerBadReply("positions_get answered one ticket twice")
+        return positions
+
+    def _deal(self, raw: Any) -> Deal:
+        kind = _integer(raw, "type")
+        side = {mt5_api.DEAL_TYPE_BUY: Side.BUY, mt5_api.DEAL_TYPE_SELL: Side.SELL}.get(kind)
+        return Deal(
+            ticket=_integer(raw, "ticket", positive=True),
+            order=_integer(raw, "order"),
+            position_id=_integer(raw, "position_id"),
+            symbol=_text(raw, "symbol"),
+            side=side,
+            entry=_DEAL_ENTRIES.get(_integer(raw, "entry"), "in"),
+            reason=_DEAL_REASONS.get(_integer(raw, "reason"), DealReason.OTHER),
+            volume=_number(raw, "volume", minimum=0),
+            price=_number(raw, "price", minimum=0),
+            profit=_number(raw, "profit"),
+            swap=_number(raw, "swap"),
+            commission=_number(raw, "commission"),
+            fee=_number(raw, "fee"),
+            magic=_integer(raw, "magic"),
+            comment=_text(raw, "comment"),
+            time=_epoch(raw, "time"),
+        )
+
+    def deals(self, since: datetime, until: datetime | None = None) -> list[Deal]:
+        """Deals between ``since`` and ``until`` (MetaTrader 5: history_deals_get)."""
+        until = until or datetime.now(tz=UTC)
+        self.connect()
+        raw = self.terminal.history_deals_get(int(since.timestamp()), int(until.timestamp()) + 1)
+        if raw is None:
+            if self.terminal.last_error()[0] == mt5_api.RES_S_OK:
+                return []  # the history calls answer None with "Success" for an empty range
+            raise self._failure("history_deals_get")
+        return [self._deal(d) for d in raw]
+
+    def quote(self, symbol: str) -> Quote:
+        """Best bid/ask now (MetaTrader 5: symbol_info_tick), in the quote currency."""
+        tick = self._read("symbol_info_tick", symbol)
+        bid = _number(tick, "bid", positive=True)
+        ask = _number(tick, "ask", positive=True)
+        if ask < bid:
+            raise BrokerBadReply(f"{symbol} ask {ask} below bid {bid}", detail={"field": "ask"})
+        return Quote(symbol=symbol, bid=bid, ask=ask, time=_epoch(tick, "time"))
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec:
+        """Contract size, tick size/value and volume rules (MetaTrader 5: symbol_info)."""
+        info = self._read("symbol_info", symbol)
+        filling = _integer(info, "filling_mode")
+        modes = {name for flag, name in ((mt5_api.SYMBOL_FILLING_FOK, "fok"),
+                                         (mt5_api.SYMBOL_FILLING_IOC, "ioc")) if filling & flag}
+        calc = _integer(info, "trade_calc_mode")
+        return SymbolSpec(
+            symbol=_text(info, "name"),
+            digits=_integer(info, "digits"),
+            point=_number(info, "point", positive=True),
+            contract_size=_number(info, "trade_contract_size", positive=True),
+            tick_size=_number(info, "trade_tick_size", positive=True),
+            tick_value=_number(info, "trade_tick_value", minimum=0),
+            volume_min=_number(info, "volume_min", positive=True),
+            volume_step=_number(info, "volume_step", positive=True),
+            volume_max=_number(info, "volume_max", positive=True),
+            currency_base=_text(info, "currency_base"),
+            currency_profit=_text(info, "currency_profit"),
+            currency_margin=_text(info, "currency_margin"),
+            filling_modes=frozenset(modes),
+            calc_mode="forex" if calc == mt5_api.SYMBOL_CALC_MODE_FOREX else "cfd",
+        )
+
+    def close_position(self, ticket: int, volume: Decimal | None, tag: str) -> CloseResult:
+        """Close ``volume`` lots (all if None) of position ``ticket`` at a fresh price.
+
+        Sends the opposite deal with ``position=ticket`` (MetaTrader 5: order_send, "closing
+        a position"), the symbol's filling mode and ``DEFAULT_DEVIATION_POINTS``. A position
+        that is already gone answers done with TRADE_RETCODE_POSITION_CLOSED. ``None`` from
+        order_send is ambiguous: the order may or may not have been executed.
+        """
+        found = self._read("positions_get", ticket=ticket)
+        if len(found) == 0:
+            return CloseResult(ticket=ticket, retcode=mt5_api.TRADE_RETCODE_POSITION_CLOSED,
+                               comment="position already closed", price=None, volume=None,
+                               deal=None, done=True, retryable=False, ambiguous=False)
+        position = self._position(found[0])
+        spec = self.symbol_spec(position.symbol)
+        quote = self.quote(position.symbol)
+        closing_buy = position.side is Side.SELL
+        request = {
+            "action": mt5_api.TRADE_ACTION_DEAL,
+            "symbol": position.symbol,
+            "volume": float(volume if volume is not None else position.volume),
+            "type": mt5_api.ORDER_TYPE_BUY if closing_buy else mt5_api.ORDER_TYPE_SELL,
+            "position": ticket,
+            "price": float(quote.ask if closing_buy else quote.bid),
+            "deviation": DEFAULT_DEVIATION_POINTS,
+            "magic": self.magic,
+            "comment": tag[:26],
+            "type_time": mt5_api.ORDER_TIME_GTC,
+            "type_filling": (mt5_api.ORDER_FILLING_FOK if "fok" in spec.filling_modes
+                             else mt5_api.ORDER_FILLING_IOC),
+        }
+        result = self.terminal.order_send(request)
+        if result is None:
+            code, message = self.terminal.last_error()
+            return CloseResult(ticket=ticket, retcode=code, comment=message, price=None,
+                               volume=None, deal=None, done=False, retryable=False,
+                               ambiguous=True)
+        retcode = _integer(result, "retcode")
+        done = retcode in (mt5_api.TRADE_RETCODE_DONE, mt5_api.TRADE_RETCODE_POSITION_CLOSED)
+        return CloseResult(
+            ticket=ticket,
+            retcode=retcode,
+            comment=_text(result, "comment"),
+            price=_number(result, "price", minimum=0) if done else None,
+            volume=_number(result, "volume", minimum=0) if done else None,
+            deal=_integer(result, "deal") or None,
+            done=done,
+            retryable=retcode in mt5_api.RETRYABLE_RETCODES,
+            ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
+        )

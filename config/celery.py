@@ -1,0 +1,46 @@
+"""The Celery app. Workers also serve their metrics for a Prometheus scrape.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (the Procfile sets it), every process on the machine
+(web, worker children) writes its metrics there; the web's ``/metrics`` and the worker's own
+port (``CELERY_METRICS_PORT``, default 9808) both serve the sum.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import Celery
+from celery.signals import worker_ready
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def _serve_worker_metrics(**_: object) -> None:
+    port = int(os.environ.get("CELERY_METRICS_PORT", "9808"))
+    if port <= 0:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    try:
+        if registry is None:
+            start_http_server(port, addr="127.0.0.1")
+        else:
+            start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:  # a second worker on this machine: the first one serves the sum
+        logger.warning("worker metrics port %s not served: %s", port, exc)
+    else:
+        logger.info("worker metrics on http://127.0.0.1:%s/metrics", port)

@@ -1,0 +1,233 @@
+"""Settings, read from the environment (and a ``.env`` file beside manage.py, if any).
+
+Without ``DATABASE_URL`` and ``CELERY_BROKER_URL`` the project runs on its embedded default:
+SQLite in WAL mode and Celery's ``filesystem://`` broker under ``var/``. Secrets have no
+default: ``SECRET_KEY``, ``FIELD_ENCRYPTION_KEYS`` and ``MT5_BRIDGE_TOKEN`` must be set (the
+quick-start script writes them to ``.env`` once). A bad value raises ImproperlyConfigured
+naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _required(name: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(f"Set the {name} environment variable (see README).")
+    return value
+
+
+def _positive(name: str, default: float) -> float:
+    try:
+        value = env.float(name, default=default)
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(f"{name} must be a number") from None
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be positive, got {value}")
+    return value
+
+
+SECRET_KEY = _required("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "django_prometheus",
+    "accounts",
+    "positions",
+    "reconciliation",
+    "risk",
+    "guards",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database: PostgreSQL by DATABASE_URL, else SQLite in WAL mode (embedded default) ---
+if env.str("DATABASE_URL", default=""):
+    try:
+        DATABASES = {"default": env.db("DATABASE_URL")}
+    except environ.ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # WAL lets the web, worker and beat processes read while one writes;
+                # IMMEDIATE takes the write lock at BEGIN, so a transaction never fails
+                # half-way on "database is locked" after it has read.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache (rate limits, locks): Redis by REDIS_URL, else files shared by all processes ---
+if env.str("REDIS_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": env.str("REDIS_URL")}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "config.errors.exception_handler",
+}
+
+# --- Celery (settings namespace CELERY_) ---
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "sync"
+CELERY_TASK_ROUTES = {
+    "positions.tasks.*": {"queue": "sync"},
+    "guards.tasks.*": {"queue": "guards"},
+    "notifications.tasks.*": {"queue": "notify"},
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat sleeps at most this long between looks at its schedule. The DatabaseScheduler's
+# default is 5 s, which would stretch a 1 s dispatcher tick to 5 s.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 1
+CELERY_BEAT_SCHEDULE = {
+    "sync-dispatch": {
+        "task": "positions.tasks.sync_dispatch",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
+    "sync-mark-stale": {
+        "task": "positions.tasks.sync_mark_stale",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+    "sync-logs-prune": {
+        "task": "positions.tasks.sync_logs_prune",
+        "schedule": 3600.0,
+    },
+}
+
+# --- the platform's own settings (names and defaults as DESIGN.md lists them) ---
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "Set FIELD_ENCRYPTION_KEYS (comma-separated Fernet keys, newest first)."
+    )
+MT5_BRIDGE_URL = env.str("MT5_BRIDGE_URL", default="http://127.0.0.1:8765")
+MT5_BRIDGE_TOKEN = _required("MT5_BRIDGE_TOKEN")
+MT5_CONNECTION_TIMEOUT = _positive("MT5_CONNECTION_TIMEOUT", 10)
+MT5_VERIFY_ON_LINK = env.bool("MT5_VERIFY_ON_LINK", default=True)
+MT5_ACCOUNT_FRESHNESS_MINUTES = _positive("MT5_ACCOUNT_FRESHNESS_MINUTES", 5)
+ACCOUNT_CACHE_TTL_SECONDS = _positive("ACCOUNT_CACHE_TTL_SECONDS", 30)
+SYNC_DEFAULT_CADENCE_SECONDS = int(_positive("SYNC_DEFAULT_CADENCE_SECONDS", 10))
+SYNC_BATCH_SIZE = int(_positive("SYNC_BATCH_SIZE", 20))
+SYNC_MAX_DISPATCH = int(_positive("SYNC_MAX_DISPATCH", 2000))
+SYNC_LOG_RETENTION_DAYS = int(_positive("SYNC_LOG_RETENTION_DAYS", 90))
+BOT_MAGIC = env.int("BOT_MAGIC", default=20240101)
+DEFAULT_FIXED_RISK_PERCENT = _positive("DEFAULT_FIXED_RISK_PERCENT", 3.0)
+MARGIN_BUFFER_PERCENT = _positive("MARGIN_BUFFER_PERCENT", 20.0)
+MAX_DRAWDOWN_PERCENT = _positive("MAX_DRAWDOWN_PERCENT", 20)
+DRAWDOWN_ALERT_THRESHOLD_PERCENT = _positive("DRAWDOWN_ALERT_THRESHOLD_PERCENT", 15)
+MIN_EQUITY = _positive("MIN_EQUITY", 100)
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from config import health
+
+admin.site.site_header = "Trading back office"
+admin.site.site_title = "Back office"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),  # GET /metrics
+]

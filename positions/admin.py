@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from positions.models import DispatcherHeartbeat, EquitySnapshot, Instrument, Position, SyncLog
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Broker facts and audit rows: written by sync only."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = ("ticket", "account", "symbol", "side", "volume", "price_open",
+                    "price_current", "sl", "tp", "profit", "status", "close_reason",
+                    "realized_pnl", "opened_at", "last_synced_at")
+    list_filter = ("status", "side", "symbol", "close_reason")
+    search_fields = ("ticket", "account__login", "comment")
+    list_select_related = ("account",)
+    date_hierarchy = "opened_at"
+
+
+@admin.register(EquitySnapshot)
+class EquitySnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("account", "taken_at", "balance", "equity", "margin_level",
+                    "peak_equity", "drawdown_percent", "open_positions")
+    list_select_related = ("account",)
+    search_fields = ("account__login",)
+    date_hierarchy = "taken_at"
+
+
+@admin.register(SyncLog)
+class SyncLogAdmin(ReadOnlyAdmin):
+    list_display = ("account", "started_at", "result", "duration_ms", "positions_opened",
+                    "positions_updated", "positions_closed", "error_code")
+    list_filter = ("result", "error_code")
+    list_select_related = ("account",)
+    search_fields = ("account__login",)
+    date_hierarchy = "started_at"
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(ReadOnlyAdmin):
+    list_display = ("symbol", "server", "contract_size", "tick_size", "volume_min",
+                    "volume_step", "volume_max", "currency_profit", "filling_modes")
+
+
+@admin.register(DispatcherHeartbeat)
+class DispatcherHeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ("name", "ticks", "last_tick_at", "last_dispatched")

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the sync pipeline (served on /metrics and the worker's port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+position_sync_total = Counter(
+    "mt5_position_sync", "Account sync cycles, by result (ok / failed).", ["result"]
+)
+positions_fetched_total = Counter(
+    "positions_fetched", "Positions read, by source (broker / cache).", ["source"]
+)
+positions_fetch_duration = Histogram(
+    "positions_fetch_duration_seconds",
+    "Seconds to read one account's state, positions and deals through its gateway.",
+    ["result"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+sync_dispatched_total = Counter(
+    "sync_dispatched", "Accounts enqueued for sync by the dispatcher."
+)

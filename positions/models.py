@@ -1,0 +1,157 @@
+"""Positions as last seen at the broker, the equity history and the sync audit trail.
+
+Money is in the account's currency (``TradingAccount.currency``); prices are in the
+symbol's quote currency; volume is in lots.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.models import MONEY, PERCENT, TradingAccount
+
+PRICE = {"max_digits": 20, "decimal_places": 8}
+VOLUME = {"max_digits": 16, "decimal_places": 4}
+
+
+class Position(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class CloseReason(models.TextChoices):
+        CLIENT = "client", "Closed by hand"
+        EXPERT = "expert", "Closed by the bot"
+        SL = "sl", "Stop loss"
+        TP = "tp", "Take profit"
+        SO = "so", "Stop-out"
+        OTHER = "other", "Other"
+        UNKNOWN = "unknown", "Closing deal not found yet"
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="positions")
+    ticket = models.BigIntegerField()
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    volume = models.DecimalField(**VOLUME)
+    price_open = models.DecimalField(**PRICE)
+    price_current = models.DecimalField(**PRICE)
+    sl = models.DecimalField(**PRICE, null=True, blank=True)
+    tp = models.DecimalField(**PRICE, null=True, blank=True)
+    swap = models.DecimalField(**MONEY, default=0)
+    profit = models.DecimalField(**MONEY, default=0, help_text="Unrealized P&L (broker's)")
+    magic = models.BigIntegerField(default=0)
+    comment = models.CharField(max_length=64, blank=True)
+    opened_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_price = models.DecimalField(**PRICE, null=True, blank=True)
+    close_reason = models.CharField(max_length=8, choices=CloseReason.choices, blank=True)
+    realized_pnl = models.DecimalField(**MONEY, null=True, blank=True,
+                                       help_text="Net of swap, commission and fee")
+    last_synced_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ticket"], name="uniq_account_ticket"),
+        ]
+        indexes = [
+            # sync: the open positions of a batch of accounts
+            models.Index(fields=["account", "status"], name="pos_account_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket} {self.side} {self.volume} {self.symbol}"
+
+
+class EquitySnapshot(models.Model):
+    """One row per successful sync: the account's figures and its high-water mark."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="equity_snapshots")
+    taken_at = models.DateTimeField()
+    balance = models.DecimalField(**MONEY)
+    equity = models.DecimalField(**MONEY)
+    margin = models.DecimalField(**MONEY)
+    free_margin = models.DecimalField(**MONEY)
+    margin_level = models.DecimalField(**PERCENT, null=True, blank=True)
+    profit = models.DecimalField(**MONEY)
+    peak_equity = models.DecimalField(**MONEY)
+    drawdown_percent = models.DecimalField(**PERCENT)
+    open_positions = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [
+            # equity series of one account, newest first
+            models.Index(fields=["account", "-taken_at"], name="equity_account_time_idx"),
+        ]
+
+
+class SyncLog(models.Model):
+    """One row per sync attempt, good or failed: what changed and how long it took."""
+
+    class Result(models.TextChoices):
+        OK = "ok", "OK"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="sync_logs")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    result = models.CharField(max_length=8, choices=Result.choices)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    before = models.JSONField(default=dict, help_text="Figures before this sync")
+    after = models.JSONField(default=dict, help_text="Figures after this sync")
+    positions_opened = models.PositiveIntegerField(default=0)
+    positions_updated = models.PositiveIntegerField(default=0)
+    positions_closed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # admin and health: the latest attempts of one account
+            models.Index(fields=["account", "-started_at"], name="synclog_account_time_idx"),
+            # retention: DELETE WHERE started_at < cutoff
+            models.Index(fields=["started_at"], name="synclog_time_idx"),
+        ]
+
+
+class Instrument(models.Model):
+    """A symbol's trading rules at one broker server (MetaTrader 5: SymbolInfo)."""
+
+    server = models.CharField(max_length=100)
+    symbol = models.CharField(max_length=32)
+    digits = models.PositiveSmallIntegerField()
+    point = models.DecimalField(**PRICE)
+    contract_size = models.DecimalField(max_digits=20, decimal_places=4)
+    tick_size = models.DecimalField(**PRICE)
+    volume_min = models.DecimalField(**VOLUME)
+    volume_step = models.DecimalField(**VOLUME)
+    volume_max = models.DecimalField(**VOLUME)
+    currency_base = models.CharField(max_length=8)
+    currency_profit = models.CharField(max_length=8)
+    currency_margin = models.CharField(max_length=8)
+    filling_modes = models.CharField(max_length=16, blank=True, help_text="fok, ioc")
+    calc_mode = models.CharField(max_length=8)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "symbol"], name="uniq_server_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol}@{self.server}"
+
+
+class DispatcherHeartbeat(models.Model):
+    """A single row the sync dispatcher stamps on every tick, so the 1 s beat is visible."""
+
+    name = models.CharField(max_length=32, unique=True)
+    ticks = models.BigIntegerField(default=0)
+    last_tick_at = models.DateTimeField(null=True)
+    last_dispatched = models.PositiveIntegerField(default=0)

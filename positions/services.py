@@ -1,0 +1,443 @@
+"""Sync: pipeline steps 1–2 of DESIGN.md, for a batch of accounts at a time.
+
+``accounts_sync`` is the whole cycle: take a lease on the accounts, fetch each one through
+its gateway (network, no transaction open), then write every result in one transaction with
+a constant number of queries per batch (``sync_results_apply``).
+
+Safety rules:
+
+- A failed read (``BrokerError``) writes *nothing* about positions: the account keeps its
+  last good figures and positions and is marked stale (or error, when a person must act).
+- A position is closed only when a successful ``positions()`` read no longer lists it; its
+  realized P&L is the sum of its deals' net profit (MetaTrader 5: a position's deals share
+  ``position_id``), in the account currency.
+- Only the holder of an account's lease writes its results; a duplicated task, a second
+  worker or an expired lease writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.crypto import CredentialsUnreadable
+from accounts.models import TradingAccount
+from brokers.errors import BrokerError, BrokerUnavailable
+from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
+from positions import metrics, pnl
+from positions.models import EquitySnapshot, Instrument, Position, SyncLog
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120
+MAX_BACKOFF_SECONDS = 300
+DEAL_LOOKBACK = timedelta(minutes=1)
+CLOSING_ENTRIES = frozenset({"out", "out_by", "inout"})
+
+Status = TradingAccount.SyncStatus
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFetch:
+    """What one account's gateway answered in one cycle (or why it could not)."""
+
+    account_id: int
+    started_at: datetime
+    duration_ms: int
+    state: AccountState | None = None
+    positions: tuple[BrokerPosition, ...] | None = None
+    deals: tuple[Deal, ...] = ()
+    specs: tuple[SymbolSpec, ...] = ()
+    error_code: str = ""
+    error_message: str = ""
+    needs_person: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.state is not None and self.positions is not None
+
+
+@dataclass(slots=True)
+class SyncOutcome:
+    synced: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # lease held elsewhere
+
+
+# --- lease: one syncer per account at a time ---
+def sync_lease_acquire(*, account_ids: Iterable[int], seconds: int = LEASE_SECONDS
+                       ) -> tuple[uuid.UUID, list[int]]:
+    """Lease the free ones of ``account_ids``; return (token, leased ids).
+
+    One conditional UPDATE: on PostgreSQL a concurrent UPDATE of the same row waits, then
+    re-checks the WHERE and finds the lease taken (the race two workers would otherwise
+    win together); SQLite serialises writers.
+    """
+    token = uuid.uuid4()
+    now = timezone.now()
+    ids = list(account_ids)
+    TradingAccount.objects.filter(id__in=ids, is_active=True).filter(
+        Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
+    ).update(sync_lease_token=token, sync_lease_until=now + timedelta(seconds=seconds))
+    leased = list(
+        TradingAccount.objects.filter(id__in=ids, sync_lease_token=token)
+        .values_list("id", flat=True)
+    )
+    return token, leased
+
+
+def sync_lease_release(*, token: uuid.UUID) -> None:
+    TradingAccount.objects.filter(sync_lease_token=token).update(
+        sync_lease_token=None, sync_lease_until=None
+    )
+
+
+# --- fetch (network, no transaction) ---
+def _pending_positions(account_ids: list[int]) -> dict[int, dict[int, datetime]]:
+    """Tickets we believe open (or closed without a closing deal yet), per account."""
+    pending: dict[int, dict[int, datetime]] = {a: {} for a in account_ids}
+    rows = Position.objects.filter(account_id__in=account_ids).filter(
+        Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
+    ).values_list("account_id", "ticket", "opened_at")
+    for account_id, ticket, opened_at in rows:
+        pending[account_id][ticket] = opened_at
+    return pending
+
+
+def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
+                  pending: dict[int, datetime], known_symbols: set[str]) -> AccountFetch:
+    """Read one account: state, positions, the deals of vanished positions, new symbols.
+
+    Never raises a BrokerError: a failure comes back as an AccountFetch with its code.
+    """
+    started_at = timezone.now()
+    t0 = time.perf_counter()
+    try:
+        state = gateway.account_state()
+        positions = tuple(gateway.positions())
+        listed = {p.ticket for p in positions}
+        vanished = [opened for ticket, opened in pending.items() if ticket not in listed]
+        deals: tuple[Deal, ...] = ()
+        if vanished:
+            deals = tuple(gateway.deals(since=min(vanished) - DEAL_LOOKBACK))
+        specs = tuple(gateway.symbol_spec(s) for s in {p.symbol for p in positions}
+                      if s not in known_symbols)
+    except (BrokerError, CredentialsUnreadable) as exc:
+        duration_ms = int((time.perf_counter() - t0) * 1000)
+        metrics.positions_fetch_duration.labels(result="error").observe(duration_ms / 1000)
+        return AccountFetch(
+            account_id=account.pk, started_at=started_at, duration_ms=duration_ms,
+            error_code=exc.code, error_message=str(exc)[:2000],
+            needs_person=not isinstance(exc, BrokerUnavailable),
+        )
+    duration_ms = int((time.perf_counter() - t0) * 1000)
+    metrics.positions_fetch_duration.labels(result="ok").observe(duration_ms / 1000)
+    return AccountFetch(account_id=account.pk, started_at=started_at, duration_ms=duration_ms,
+                        state=state, positions=positions, deals=deals, specs=specs)
+
+
+# --- apply (one transaction, constant queries per batch) ---
+def _figures(account: TradingAccount, open_positions: int) -> dict[str, str | int | None]:
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "balance": text(account.balance), "equity": text(account.equity),
+        "margin": text(account.margin), "free_margin": text(account.free_margin),
+        "margin_level": text(account.margin_level), "profit": text(account.profit),
+        "open_positions": open_positions,
+    }
+
+
+def _position_row(account_id: int, p: BrokerPosition, now: datetime) -> Position:
+    return Position(
+        account_id=account_id, ticket=p.ticket, symbol=p.symbol, side=p.side.value,
+        volume=p.volume, price_open=p.price_open, price_current=p.price_current, sl=p.sl,
+        tp=p.tp, swap=p.swap, profit=p.profit, magic=p.magic, comment=p.comment[:64],
+        opened_at=p.opened_at, status=Position.Status.OPEN, closed_at=None, close_price=None,
+        close_reason="", realized_pnl=None, last_synced_at=now,
+    )
+
+
+def _close(position: Position, deals: list[Deal], now: datetime) -> Position:
+    """Mark a vanished position closed, from its deals (MetaTrader 5: one position_id)."""
+    closing = sorted((d for d in deals if d.entry in CLOSING_ENTRIES), key=lambda d: d.time)
+    position.status = Position.Status.CLOSED
+    position.last_synced_at = now
+    if not closing:
+        # Gone from the terminal but no closing deal in history yet: closed, reason unknown;
+        # a later cycle fills it in when the deal shows up.
+        position.closed_at = position.closed_at or now
+        position.close_reason = Position.CloseReason.UNKNOWN
+        return position
+    last = closing[-1]
+    position.closed_at = last.time
+    position.close_price = last.price
+    position.close_reason = last.reason.value
+    position.realized_pnl = pnl.money(sum((d.net_profit for d in deals), Decimal(0)))
+    return position
+
+
+POSITION_UPSERT_FIELDS = [
+    "symbol", "side", "volume", "price_open", "price_current", "sl", "tp", "swap", "profit",
+    "magic", "comment", "opened_at", "status", "closed_at", "close_price", "close_reason",
+    "realized_pnl", "last_synced_at",
+]
+POSITION_CLOSE_FIELDS = ["status", "closed_at", "close_price", "close_reason", "realized_pnl",
+                         "last_synced_at"]
+ACCOUNT_FIELDS = [
+    "currency", "leverage", "balance", "credit", "equity", "margin", "free_margin",
+    "margin_level", "profit", "peak_equity", "drawdown_percent", "sync_status",
+    "sync_error_code", "sync_error_message", "last_synced_at", "last_sync_attempt_at",
+    "consecutive_failures", "next_sync_at", "sync_lease_until", "sync_lease_token",
+]
+
+
+def _backoff(cadence: int, failures: int) -> int:
+    return min(cadence * 2 ** min(max(failures - 1, 0), 6), MAX_BACKOFF_SECONDS)
+
+
+def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
+                       batch_size: int = 1000) -> SyncOutcome:
+    """Write a batch of fetch results in one transaction. Returns who was synced.
+
+    Queries: 1 (lease check and account rows) + 1 (pending positions) + 1 upsert + 1
+    close update + 1 snapshot insert + 1 log insert + 1 account update + 1 instrument
+    upsert when new symbols appeared, per ``batch_size`` accounts, whatever the batch holds.
+    """
+    outcome = SyncOutcome()
+    if not fetches:
+        return outcome
+    now = timezone.now()
+    with transaction.atomic():
+        # Only the lease holder writes: a duplicated task whose lease was taken over stops
+        # here, so two syncers never interleave their writes on one account.
+        accounts = {
+            a.pk: a for a in TradingAccount.objects.select_for_update()
+            .filter(id__in=[f.account_id for f in fetches], sync_lease_token=token)
+        }
+        ok_ids = [f.account_id for f in fetches if f.ok and f.account_id in accounts]
+        existing: dict[tuple[int, int], Position] = {
+            (p.account_id, p.ticket): p
+            for p in Position.objects.filter(account_id__in=ok_ids).filter(
+                Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
+            )
+        }
+        upserts: list[Position] = []
+        closes: list[Position] = []
+        snapshots: list[EquitySnapshot] = []
+        logs: list[SyncLog] = []
+        specs: dict[tuple[str, str], SymbolSpec] = {}
+        for fetch in fetches:
+            account = accounts.get(fetch.account_id)
+            if account is None:
+                outcome.skipped.append(fetch.account_id)
+                continue
+            before_open = sum(1 for key in existing if key[0] == account.pk)
+            before = _figures(account, before_open)
+            account.last_sync_attempt_at = now
+            account.sync_lease_until = None
+            account.sync_lease_token = None
+            if not fetch.ok:
+                outcome.failed.append(account.pk)
+                account.consecutive_failures += 1
+                account.sync_status = Status.ERROR if fetch.needs_person else Status.STALE
+                account.sync_error_code = fetch.error_code
+                account.sync_error_message = fetch.error_message
+                account.next_sync_at = now + timedelta(
+                    seconds=_backoff(account.sync_cadence_seconds, account.consecutive_failures)
+                )
+                logs.append(SyncLog(
+                    account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
+                    result=SyncLog.Result.FAILED, error_code=fetch.error_code,
+                    error_message=fetch.error_message, before=before, after=before,
+                ))
+                continue
+
+            assert fetch.state is not None and fetch.positions is not None
+            outcome.synced.append(account.pk)
+            listed = {p.ticket for p in fetch.positions}
+            opened = sum(1 for p in fetch.positions if (account.pk, p.ticket) not in existing)
+            upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
+            deals_by_position: dict[int, list[Deal]] = {}
+            for deal in fetch.deals:
+                deals_by_position.setdefault(deal.position_id, []).append(deal)
+            closed_now = 0
+            for (account_id, ticket), position in existing.items():
+                if account_id != account.pk or ticket in listed:
+                    continue
+                was_open = position.status == Position.Status.OPEN
+                closes.append(_close(position, deals_by_position.get(ticket, []), now))
+                closed_now += was_open
+            for spec in fetch.specs:
+                specs[(fetch.state.server, spec.symbol)] = spec
+
+            state = fetch.state
+            peak = pnl.high_water_mark(previous_peak=account.peak_equity, equity=state.equity)
+            drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
+            account.currency = state.currency
+            account.leverage = state.leverage
+            account.balance = state.balance
+            account.credit = state.credit
+            account.equity = state.equity
+            account.margin = state.margin
+            account.free_margin = state.free_margin
+            account.margin_level = state.margin_level
+            account.profit = state.profit
+            account.peak_equity = peak
+            account.drawdown_percent = drawdown
+            account.sync_status = Status.HEALTHY
+            account.sync_error_code = ""
+            account.sync_error_message = ""
+            account.last_synced_at = now
+            account.consecutive_failures = 0
+            account.next_sync_at = now + timedelta(seconds=account.sync_cadence_seconds)
+            snapshots.append(EquitySnapshot(
+                account=account, taken_at=now, balance=state.balance, equity=state.equity,
+                margin=state.margin, free_margin=state.free_margin,
+                margin_level=state.margin_level, profit=state.profit, peak_equity=peak,
+                drawdown_percent=drawdown, open_positions=len(fetch.positions),
+            ))
+            logs.append(SyncLog(
+                account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
+                result=SyncLog.Result.OK, before=before,
+                after=_figures(account, len(fetch.positions)),
+                positions_opened=opened, positions_updated=len(fetch.positions) - opened,
+                positions_closed=closed_now,
+            ))
+
+        if upserts:
+            Position.objects.bulk_create(
+                upserts, batch_size=batch_size * 10, update_conflicts=True,
+                unique_fields=["account", "ticket"], update_fields=POSITION_UPSERT_FIELDS,
+            )
+        if closes:
+            Position.objects.bulk_update(closes, POSITION_CLOSE_FIELDS, batch_size=batch_size)
+        if snapshots:
+            EquitySnapshot.objects.bulk_create(snapshots, batch_size=batch_size)
+        if logs:
+            SyncLog.objects.bulk_create(logs, batch_size=batch_size)
+        if accounts:
+            TradingAccount.objects.bulk_update(accounts.values(), ACCOUNT_FIELDS,
+                                               batch_size=batch_size)
+        if specs:
+            _instruments_upsert(specs)
+
+    metrics.position_sync_total.labels(result="ok").inc(len(outcome.synced))
+    metrics.position_sync_total.labels(result="failed").inc(len(outcome.failed))
+    metrics.positions_fetched_total.labels(source="broker").inc(
+        sum(len(f.positions or ()) for f in fetches if f.account_id in outcome.synced)
+    )
+    return outcome
+
+
+def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> None:
+    rows = [
+        Instrument(
+            server=server, symbol=s.symbol, digits=s.digits, point=s.point,
+            contract_size=s.contract_size, tick_size=s.tick_size, volume_min=s.volume_min,
+            volume_step=s.volume_step, volume_max=s.volume_max, currency_base=s.currency_base,
+            currency_profit=s.currency_profit, currency_margin=s.currency_margin,
+            filling_modes=",".join(sorted(s.filling_modes)), calc_mode=s.calc_mode,
+        )
+        for (server, _), s in specs.items()
+    ]
+    Instrument.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["server", "symbol"],
+        update_fields=["digits", "point", "contract_size", "tick_size", "volume_min",
+                       "volume_step", "volume_max", "currency_base", "currency_profit",
+                       "currency_margin", "filling_modes", "calc_mode"],
+    )
+
+
+GatewayFactory = Callable[[TradingAccount], BrokerGateway]
+
+
+def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None = None
+                  ) -> SyncOutcome:
+    """One full cycle for a batch of accounts: lease, fetch each, apply all, release.
+
+    ``gateway_for`` defaults to ``accounts.gateways.account_gateway``. Safe to run twice
+    at once: the second run finds the leases taken and syncs nothing.
+    """
+    if gateway_for is None:
+        from accounts.gateways import account_gateway as gateway_for
+    token, leased = sync_lease_acquire(account_ids=account_ids)
+    if not leased:
+        return SyncOutcome(skipped=list(account_ids))
+    try:
+        accounts = list(TradingAccount.objects.filter(id__in=leased))
+        pending = _pending_positions(leased)
+        servers = {a.server for a in accounts}
+        known = set(Instrument.objects.filter(server__in=servers).values_list("server", "symbol"))
+        fetches = []
+        for account in accounts:
+            try:
+                gateway = gateway_for(account)
+            except CredentialsUnreadable as exc:
+                fetches.append(AccountFetch(account_id=account.pk, started_at=timezone.now(),
+                                            duration_ms=0, error_code=exc.code,
+                                            error_message=str(exc), needs_person=True))
+                continue
+            fetches.append(account_fetch(
+                account=account, gateway=gateway, pending=pending[account.pk],
+                known_symbols={sym for srv, sym in known if srv == account.server},
+            ))
+        outcome = sync_results_apply(fetches=fetches, token=token)
+    finally:
+        sync_lease_release(token=token)  # a no-op when apply already released them
+    outcome.skipped.extend(a for a in account_ids if a not in leased)
+    return outcome
+
+
+# --- scheduling ---
+def sync_dispatch(*, limit: int, batch_size: int,
+                  enqueue: Callable[[list[int]], object]) -> int:
+    """Pick the accounts whose ``next_sync_at`` is due and enqueue them in batches.
+
+    ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets two dispatchers run at once and
+    split the due accounts instead of both taking them; each picked account's
+    ``next_sync_at`` moves one cadence ahead in the same transaction, so a later tick does
+    not pick it again while its sync is queued. Enqueueing waits for the commit.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            TradingAccount.objects.select_for_update(skip_locked=True)
+            .filter(is_active=True, next_sync_at__lte=now)
+            .order_by("next_sync_at")
+            .values_list("id", "sync_cadence_seconds")[:limit]
+        )
+        by_cadence: dict[int, list[int]] = {}
+        for account_id, cadence in due:
+            by_cadence.setdefault(cadence, []).append(account_id)
+        for cadence, ids in by_cadence.items():
+            TradingAccount.objects.filter(id__in=ids).update(
+                next_sync_at=now + timedelta(seconds=cadence)
+            )
+        ids = [account_id for account_id, _ in due]
+        batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+        transaction.on_commit(lambda: [enqueue(batch) for batch in batches])
+    return len(ids)
+
+
+def sync_mark_stale(*, freshness: timedelta) -> int:
+    """Healthy accounts without a good sync within ``freshness`` become stale."""
+    cutoff = timezone.now() - freshness
+    return TradingAccount.objects.filter(
+        sync_status=Status.HEALTHY, last_synced_at__lt=cutoff
+    ).update(sync_status=Status.STALE)
+
+
+def sync_logs_prune(*, older_than: timedelta) -> int:
+    deleted, _ = SyncLog.objects.filter(started_at__lt=timezone.now() - older_than).delete()
+    return deleted
