@@ -90,7 +90,7 @@ class BridgeTerminal:
         raise AttributeError(name)
 
     # --- transport ---
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         body = {
             "method": method,
             "args": [_wire(a) for a in args],
@@ -190,8 +190,8 @@ class BridgeTerminal:
         return self._call("order_send", {k: _wire(v) for k, v in request.items()})
 
     # --- the simulated terminal's extra calls (served only by a --sim bridge) ---
-    def sim(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def sim(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call a ``sim_*`` method, for tests and the demo; raises BridgeRefused otherwise."""
-        if not method.startswith("sim_"):
+        if not name.startswith("sim_"):
             raise ValueError("only sim_* methods go through sim()")
-        return self._call(method, *args, **kwargs)
+        return self._call(name, *args, **kwargs)

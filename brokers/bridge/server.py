@@ -78,6 +78,10 @@ SIM_METHODS: dict[str, tuple[int, frozenset[str]]] = {
         4, frozenset({"sl", "tp", "magic", "comment", "reason", "price"})
     ),
     "sim_close": (2, frozenset({"reason", "volume"})),
+    "sim_create_account": (8, frozenset()),
+    "sim_quote": (1, frozenset()),
+    "sim_positions": (1, frozenset()),
+    "sim_account_info": (1, frozenset()),
 }
 ORDER_REQUEST_KEYS = frozenset(
     {

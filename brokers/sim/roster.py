@@ -22,7 +22,7 @@ BALANCES = (500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000)
 SL_POINTS = (None, 150, 250, 400, 600, 600)
 TP_POINTS = (None, None, 300, 500, 800)
 MAX_BOT_POSITIONS = 6
-RISK_SHARE = Decimal("0.01")  # of the balance lost if the SL (or UNSTOPPED_POINTS) is hit
+RISK_SHARE = Decimal("0.005")  # of the balance lost if the SL (or UNSTOPPED_POINTS) is hit
 MARGIN_SHARE = Decimal("0.05")  # of the balance used as margin by one position
 UNSTOPPED_POINTS = 600  # sizing distance for a position without a stop loss
 # Rough conversions for SIZING ONLY (the terminal uses live prices and GBPUSD_RATE)

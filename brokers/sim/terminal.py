@@ -270,7 +270,7 @@ class SimTerminal:
         if retcode is not None:
             return self._result(retcode, request, quote)
         fault = self._faults.take("order_send", self._session, "order")
-        volume, price = parsed.volume, parsed.price if parsed.price > 0 else market
+        volume, price = parsed.volume, market  # within the deviation: filled at the market
         retcode = mt5.TRADE_RETCODE_DONE
         if fault is not None and fault.kind in ("requote", "reject"):
             code = mt5.TRADE_RETCODE_REQUOTE if fault.kind == "requote" else \

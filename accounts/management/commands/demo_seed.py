@@ -1,0 +1,63 @@
+"""Seed the demo: an owner and the members of the simulated terminal's roster.
+
+Idempotent: users and accounts that exist are left as they are. The roster
+(``brokers.sim.roster``) is deterministic, so the terminal process and this command agree
+on logins, passwords and the server without talking to each other.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import TradingAccount, User
+from accounts.services import trading_account_create
+from brokers.sim.roster import demo_roster
+
+
+class Command(BaseCommand):
+    help = "Create the demo owner and members with simulated MT5 accounts."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=int, default=20)
+        parser.add_argument("--owner", default="owner")
+
+    @transaction.atomic
+    def handle(self, *args, members: int, owner: str, **options):
+        password = os.environ.get("DEMO_OWNER_PASSWORD") or secrets.token_urlsafe(12)
+        owner_user, created = User.objects.get_or_create(
+            username=owner,
+            defaults={"role": User.Role.OWNER, "is_staff": True, "is_superuser": True,
+                      "first_name": "Owner"},
+        )
+        if created:
+            owner_user.set_password(password)
+            owner_user.save(update_fields=["password"])
+            self.stdout.write(f"owner '{owner}' created")
+        new_accounts = 0
+        for member in demo_roster(n_members=members):
+            user, _ = User.objects.get_or_create(
+                username=member.username,
+                defaults={"first_name": member.first_name, "last_name": member.last_name,
+                          "telegram_id": member.telegram_id, "role": User.Role.MEMBER},
+            )
+            for spec in member.accounts:
+                exists = TradingAccount.objects.filter(
+                    broker=TradingAccount.Broker.MT5, server=spec.server, login=str(spec.login)
+                ).exists()
+                if exists:
+                    continue
+                account = trading_account_create(
+                    user=user, broker=TradingAccount.Broker.MT5, broker_name="SimBroker",
+                    server=spec.server, login=str(spec.login), password=spec.password,
+                )
+                # The roster is the simulated server's own list: verified by construction.
+                TradingAccount.objects.filter(pk=account.pk).update(verified_at=timezone.now())
+                new_accounts += 1
+        total = TradingAccount.objects.count()
+        self.stdout.write(f"demo ready: {User.objects.filter(role=User.Role.MEMBER).count()} "
+                          f"members, {total} accounts ({new_accounts} new)")
