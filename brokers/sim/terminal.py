@@ -68,6 +68,7 @@ from brokers.sim.rules import (
 __all__ = ["SimAccount", "SimTerminal"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _api(*, needs: str = "login", failure: Any = None) -> Callable[[F], F]:
@@ -188,12 +189,12 @@ class SimTerminal:
             return self._error
 
     @_api(needs="init")
-    def version(self) -> tuple[int, int, str]:
+    def version(self) -> tuple[int, int, str] | None:
         """(terminal version, build, build date), like MetaTrader5.version()."""
         return (500, 4000, "14 Mar 2024")
 
     @_api(needs="init")
-    def terminal_info(self) -> mt5.TerminalInfo:
+    def terminal_info(self) -> mt5.TerminalInfo | None:
         return mt5.TerminalInfo(
             connected=self._session is not None, trade_allowed=True,
             name="SimTerminal (MetaTrader 5 simulation)", company=COMPANY, path="sim://",
@@ -201,13 +202,13 @@ class SimTerminal:
         )
 
     @_api()
-    def account_info(self) -> mt5.AccountInfo:
+    def account_info(self) -> mt5.AccountInfo | None:
         """The logged-in account; money in its deposit currency."""
         return account_tuple(self._book(), self._quote, trade_allowed=not self._read_only)
 
     @_api()
     def positions_get(self, symbol: str | None = None, group: str | None = None,
-                      ticket: int | None = None) -> tuple[mt5.TradePosition, ...]:
+                      ticket: int | None = None) -> tuple[mt5.TradePosition, ...] | None:
         """Open positions of the logged-in account, by ticket; () when there are none."""
         book = self._book()
         return tuple(
@@ -218,7 +219,7 @@ class SimTerminal:
         )
 
     @_api()
-    def positions_total(self) -> int:
+    def positions_total(self) -> int | None:
         return len(self._book().positions)
 
     @_api()
@@ -363,10 +364,14 @@ class SimTerminal:
         return deal
 
     @_admin
-    def sim_advance(self, bars: int = 1) -> int:
-        """Move the clock to the start of the bar ``bars`` ahead and process the bars passed;
-        returns the number of SL/TP/stop-out deals made."""
-        self._clock.advance(bars)
+    def sim_advance(self, bars: int = 1, *, fraction: float = 0.0) -> int:
+        """Move the clock to the start of the bar ``bars`` ahead (``bars=0``: stay in this
+        bar), then ``fraction`` of a bar further, and process the time passed; returns the
+        number of SL/TP/stop-out deals made."""
+        if bars:
+            self._clock.advance(bars)
+        if fraction:
+            self._clock.advance_fraction(fraction)
         return self._evaluate()
 
     @_admin
@@ -429,7 +434,8 @@ class SimTerminal:
 
     # --------------------------------------------------------------------------- internals
 
-    def _fail(self, code: int, failure: Any) -> Any:
+    def _fail(self, code: int, failure: T) -> T:
+        """Record ``code`` for last_error() and return ``failure``."""
         self._error = (code, ERROR_MESSAGES.get(code, "Error"))
         return failure
 
