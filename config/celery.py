@@ -11,7 +11,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import after_setup_logger, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -20,6 +20,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
+
+
+@after_setup_logger.connect
+def _quiet_per_task_lines(**_: object) -> None:
+    # The dispatcher runs every second: one "received" and one "succeeded" line per tick
+    # would bury everything else. Tasks log their own one-line summaries instead.
+    if os.environ.get("CELERY_TASK_LINES", "") != "1":
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+        logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 @worker_ready.connect

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -12,6 +14,8 @@ from django.utils import timezone
 
 from positions import metrics, services
 from positions.models import DispatcherHeartbeat
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -24,7 +28,10 @@ from positions.models import DispatcherHeartbeat
     time_limit=90,
 )
 def accounts_sync(account_ids: list[int]) -> dict[str, int]:
+    started = time.perf_counter()
     outcome = services.accounts_sync(account_ids=[int(a) for a in account_ids])
+    logger.info("synced %d accounts (%d failed, %d skipped) in %.2f s", len(outcome.synced),
+                len(outcome.failed), len(outcome.skipped), time.perf_counter() - started)
     return {"synced": len(outcome.synced), "failed": len(outcome.failed),
             "skipped": len(outcome.skipped)}
 

@@ -79,12 +79,19 @@ class Request:
 
 
 def to_decimal(value: Any) -> Decimal:
+    """A number (int, float, str or Decimal; not bool) as a finite Decimal, via its str."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise TypeError(f"not a number: {value!r}")
     result = Decimal(str(value))
     if not result.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
     return result
+
+
+def to_level(value: Any) -> Decimal | None:
+    """A SL/TP price; 0 (MetaTrader 5's "no level") or None give None."""
+    level = to_decimal(value or 0)
+    return level if level > 0 else None
 
 
 def parse_request(request: object) -> Request | None:
@@ -94,14 +101,11 @@ def parse_request(request: object) -> Request | None:
     if not {"action", "symbol", "volume", "type"} <= set(request):
         return None
     try:
-        def level(key: str) -> Decimal | None:
-            value = to_decimal(request.get(key, 0))
-            return value if value > 0 else None
-
         return Request(
             action=int(request["action"]), symbol=str(request["symbol"]),
             volume=to_decimal(request["volume"]), type=int(request["type"]),
-            price=to_decimal(request.get("price", 0)), sl=level("sl"), tp=level("tp"),
+            price=to_decimal(request.get("price", 0)), sl=to_level(request.get("sl")),
+            tp=to_level(request.get("tp")),
             deviation=int(request.get("deviation", 0)), magic=int(request.get("magic", 0)),
             comment=str(request.get("comment", "")), position=int(request.get("position", 0)),
             type_filling=int(request.get("type_filling", mt5.ORDER_FILLING_FOK)),
@@ -124,7 +128,7 @@ def stops_ok(order_type: int, sl: Decimal | None, tp: Decimal | None, quote: Quo
 
 
 def stop_hit(position: SimPosition, open_bid: Decimal | None, low: Decimal, high: Decimal,
-              spread: Decimal) -> tuple[Decimal, int] | None:
+             spread: Decimal) -> tuple[Decimal, int] | None:
     """(fill price, DEAL_REASON_SL|TP) when the bid path hits the position's SL or TP.
 
     ``open_bid`` is the bar's open when the segment starts a bar: a gap past a level fills
@@ -183,7 +187,9 @@ def refusal(book: Book, request: Request, position: SimPosition | None, quote: Q
         return None
     if not stops_ok(request.type, request.sl, request.tp, quote):
         return mt5.TRADE_RETCODE_INVALID_STOPS
-    trial = SimPosition(0, request.type, request.volume, market, None, None, 0, "", 0,
+    position_type = mt5.POSITION_TYPE_BUY if request.type == mt5.ORDER_TYPE_BUY else \
+        mt5.POSITION_TYPE_SELL
+    trial = SimPosition(0, position_type, request.volume, market, None, None, 0, "", 0,
                         quote.time, quote.time)
     if book.figures(quote, extra=[trial]).margin_free < 0:
         return mt5.TRADE_RETCODE_NO_MONEY

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from brokers import mt5_api as mt5
 from brokers.sim.book import (
@@ -62,6 +62,7 @@ from brokers.sim.rules import (
     refusal,
     stop_hit,
     to_decimal,
+    to_level,
     volume_ok,
 )
 
@@ -121,11 +122,9 @@ class SimTerminal:
 
     ``spread_points`` is the fixed EURUSD spread in points (0.00001): ask = bid + spread.
     ``seed`` only drives cosmetic randomness (``terminal_info().ping_last``).
+    Every uppercase constant of ``brokers.mt5_api`` is also a class attribute (set at runtime
+    below, so type checkers do not see them: typed code should use ``brokers.mt5_api``).
     """
-
-    if TYPE_CHECKING:  # the mt5_api constants are copied onto the class below
-
-        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, *, bars: list[Bar] | None = None, clock: ReplayClock | None = None,
                  accounts: Iterable[SimAccount] = (), spread_points: int = 12,
@@ -330,8 +329,8 @@ class SimTerminal:
         market = self._quote.ask if side == "buy" else self._quote.bid
         request = Request(
             action=mt5.TRADE_ACTION_DEAL, symbol=symbol, volume=to_decimal(volume),
-            type=order_type, price=Decimal(0), sl=None if sl is None else to_decimal(sl),
-            tp=None if tp is None else to_decimal(tp), deviation=0, magic=magic,
+            type=order_type, price=Decimal(0), sl=to_level(sl), tp=to_level(tp), deviation=0,
+            magic=magic,
             comment=comment, position=0, type_filling=mt5.ORDER_FILLING_FOK,
         )
         retcode = refusal(book, request, None, self._quote, read_only=False)
