@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=20, help="--sim: demo roster size")
     parser.add_argument("--start-bar", type=int, default=0, help="--sim: first bar to replay")
     parser.add_argument("--bot", action="store_true", help="--sim: run the demo trading bot")
+    parser.add_argument("--bench-accounts", type=int, default=0,
+                        help="--sim: extra accounts for bench/ (5 positions each)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = _read_token(args)
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
 
         terminal, background = build_demo_terminal(
             bar_seconds=args.bar_seconds, manual=args.manual_clock, members=args.members,
-            start_bar=args.start_bar, bot=args.bot,
+            start_bar=args.start_bar, bot=args.bot, bench_accounts=args.bench_accounts,
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows

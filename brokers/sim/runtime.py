@@ -29,14 +29,36 @@ class BridgedSimTerminal(SimTerminal):
         return True
 
 
+BENCH_SERVER = "SimBroker-Bench"
+BENCH_FIRST_LOGIN = 90000001
+
+
+def seed_bench_accounts(terminal: SimTerminal, *, accounts: int, positions: int) -> None:
+    """``accounts`` USD accounts (logins from 90000001, password "bench-<login>") on
+    BENCH_SERVER with ``positions`` small open positions each, for bench/."""
+    for i in range(accounts):
+        login = BENCH_FIRST_LOGIN + i
+        terminal.sim_add_account(SimAccount(
+            login=login, password=f"bench-{login}", investor_password=f"view-{login}",
+            server=BENCH_SERVER, currency="USD", leverage=100, balance=Decimal(100000),
+            name=f"Bench {login}",
+        ))
+        for n in range(positions):
+            terminal.sim_open(login, "EURUSD", "buy" if n % 2 else "sell", Decimal("0.10"),
+                              magic=1, comment=f"bench:{n}")
+
+
 def build_demo_terminal(*, bar_seconds: float, manual: bool, members: int, start_bar: int,
-                        bot: bool) -> tuple[SimTerminal, list[Callable[[], None]]]:
+                        bot: bool, bench_accounts: int = 0, bench_positions: int = 5
+                        ) -> tuple[SimTerminal, list[Callable[[], None]]]:
     """A terminal seeded with the demo roster; returns it and what to start in background."""
     bars = load_bars()
     clock = ReplayClock(bar_seconds=bar_seconds, start_index=start_bar, manual=manual)
     terminal = BridgedSimTerminal(bars=bars, clock=clock)
     roster = demo_roster(n_members=members) if members > 0 else []
     tickets = seed_terminal(terminal, roster)
+    if bench_accounts:
+        seed_bench_accounts(terminal, accounts=bench_accounts, positions=bench_positions)
     logger.info("simulated terminal: %d accounts, %d bot positions, %s",
                 len(tickets), sum(len(t) for t in tickets.values()),
                 "manual clock" if manual else f"one H1 bar every {bar_seconds:g} s")

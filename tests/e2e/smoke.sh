@@ -9,7 +9,7 @@ trap 'status=$?; [ -n "${pid:-}" ] && kill -- -"$pid" 2>/dev/null; sleep 2; [ -n
 git clone --quiet "$src" "$work/clone"
 cd "$work/clone"
 # Reuse the source checkout's virtualenv packages through pip's cache, not its files.
-demo_cmd=$(sed -n '/<!-- demo-command -->/,/^```$/p' README.md | grep -v '^```\|<!--' | head -1)
+demo_cmd=$(awk '/<!-- demo-command -->/{found=1; next} found && !/^```/{print; exit}' README.md)
 echo "smoke: running '$demo_cmd' in a clean clone"
 setsid bash -c "$demo_cmd" > "$work/demo.log" 2>&1 &
 pid=$!

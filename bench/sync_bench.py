@@ -1,0 +1,198 @@
+"""Benchmark one full sync cycle: N simulated accounts × 5 positions on PostgreSQL.
+
+    .venv/bin/python bench/sync_bench.py [--accounts 2000] [--batch 500]
+
+What it does, in one process (one "worker"):
+1. starts a ``--sim`` terminal bridge holding N accounts with 5 open positions each;
+2. creates a scratch PostgreSQL database (``bench_backoffice``), migrates it and links the
+   N accounts;
+3. **fetch**: reads every account through the real bridge and mt5 adapter (network side);
+4. **apply**: writes the results with ``sync_results_apply`` in batches (database side),
+   twice: the first cycle inserts the positions, the second is the steady state (updates);
+5. **naive**: the same steady-state writes as a per-row ORM loop (get, save,
+   update_or_create per position, create snapshot and log), for the ratio.
+
+It prints accounts per second and database queries per account for each phase. Timings
+are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "bench_backoffice"
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
+os.environ.setdefault("SECRET_KEY", "bench-secret-key")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=")
+os.environ.setdefault("MT5_BRIDGE_TOKEN", "bench-bridge-token-0123456789")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock", "--port", "0",
+         "--members", "0", "--bench-accounts", str(accounts)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"listening on (http://\S+)", line)
+    if not match:
+        process.kill()
+        raise SystemExit(f"bridge did not start: {line!r}")
+    return process, match.group(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+
+    ensure_database()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection, reset_queries, transaction
+
+    settings.DEBUG = True  # count queries
+    call_command("migrate", verbosity=0)
+
+    from accounts.gateways import account_gateway
+    from accounts.models import TradingAccount, User
+    from accounts.services import trading_account_create
+    from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
+    from positions.models import EquitySnapshot, Position, SyncLog
+    from positions.services import (
+        _pending_positions,
+        account_fetch,
+        sync_lease_acquire,
+        sync_results_apply,
+    )
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE positions_position, positions_equitysnapshot, positions_synclog, "
+            "positions_instrument, accounts_tradingaccount RESTART IDENTITY CASCADE"
+        )
+    user, _ = User.objects.get_or_create(username="bench")
+    print(f"seeding {args.accounts} accounts in the bridge and the database ...", flush=True)
+    bridge, url = start_bridge(args.accounts)
+    settings.MT5_BRIDGE_URL = url
+    try:
+        from accounts.crypto import credentials_encrypt
+
+        token_cache = {}
+        rows = []
+        for i in range(args.accounts):
+            login = BENCH_FIRST_LOGIN + i
+            rows.append(TradingAccount(
+                user=user, broker="mt5", broker_name="Bench", server=BENCH_SERVER,
+                login=str(login), is_primary=(i == 0),
+                credentials_encrypted=token_cache.setdefault(
+                    login, credentials_encrypt(password=f"bench-{login}")),
+            ))
+        TradingAccount.objects.bulk_create(rows, batch_size=1000)
+        _ = trading_account_create  # the service is used by the demo; bulk here for speed
+        accounts = list(TradingAccount.objects.filter(server=BENCH_SERVER).order_by("id"))
+        ids = [a.pk for a in accounts]
+
+        # --- fetch through the bridge (network side) ---
+        t0 = time.perf_counter()
+        pending = _pending_positions(ids)
+        fetches = [account_fetch(account=a, gateway=account_gateway(a), pending=pending[a.pk],
+                                 known_symbols=set()) for a in accounts]
+        fetch_seconds = time.perf_counter() - t0
+        failed = sum(not f.ok for f in fetches)
+        positions = sum(len(f.positions or ()) for f in fetches)
+        print(f"fetch through bridge: {len(fetches)} accounts, {positions} positions, "
+              f"{failed} failed, {fetch_seconds:.2f} s = "
+              f"{len(fetches) / fetch_seconds:,.0f} accounts/s (one terminal)")
+
+        def apply_all(label: str) -> float:
+            reset_queries()
+            t = time.perf_counter()
+            for start in range(0, len(fetches), args.batch):
+                chunk = fetches[start:start + args.batch]
+                token, leased = sync_lease_acquire(account_ids=[f.account_id for f in chunk])
+                assert len(leased) == len(chunk)
+                outcome = sync_results_apply(fetches=chunk, token=token, batch_size=args.batch)
+                assert len(outcome.synced) == len(chunk)
+            seconds = time.perf_counter() - t
+            queries = len(connection.queries)
+            batches = -(-len(fetches) // args.batch)
+            print(f"apply ({label}): {len(fetches)} accounts in {seconds:.2f} s = "
+                  f"{len(fetches) / seconds:,.0f} accounts/s; {queries} queries = "
+                  f"{queries / batches:.0f} per batch of {args.batch} "
+                  f"({queries / len(fetches):.3f} per account)")
+            return seconds
+
+        apply_all("cycle 1, inserts")
+        steady = apply_all("cycle 2, steady state")
+
+        # --- naive per-row ORM loop over the same data ---
+        reset_queries()
+        t = time.perf_counter()
+        sample = fetches[: max(200, len(fetches) // 10)]
+        for fetch in sample:
+            with transaction.atomic():
+                account = TradingAccount.objects.get(pk=fetch.account_id)
+                state = fetch.state
+                account.balance, account.equity = state.balance, state.equity
+                account.margin, account.free_margin = state.margin, state.free_margin
+                account.margin_level, account.profit = state.margin_level, state.profit
+                account.save()
+                for p in fetch.positions:
+                    Position.objects.update_or_create(
+                        account=account, ticket=p.ticket,
+                        defaults={"symbol": p.symbol, "side": p.side.value, "volume": p.volume,
+                                  "price_open": p.price_open, "price_current": p.price_current,
+                                  "profit": p.profit, "swap": p.swap, "magic": p.magic,
+                                  "comment": p.comment, "opened_at": p.opened_at,
+                                  "last_synced_at": fetch.started_at})
+                EquitySnapshot.objects.create(
+                    account=account, taken_at=fetch.started_at, balance=state.balance,
+                    equity=state.equity, margin=state.margin, free_margin=state.free_margin,
+                    margin_level=state.margin_level, profit=state.profit,
+                    peak_equity=state.equity, drawdown_percent=0,
+                    open_positions=len(fetch.positions))
+                SyncLog.objects.create(account=account, started_at=fetch.started_at,
+                                       duration_ms=fetch.duration_ms, result="ok")
+        naive_seconds = time.perf_counter() - t
+        naive_rate = len(sample) / naive_seconds
+        print(f"naive per-row ORM loop: {len(sample)} accounts in {naive_seconds:.2f} s = "
+              f"{naive_rate:,.0f} accounts/s; {len(connection.queries) / len(sample):.1f} "
+              f"queries per account")
+        batched_rate = len(fetches) / steady
+        print(f"ratio (steady-state apply / naive): {batched_rate / naive_rate:.1f}x")
+    finally:
+        bridge.terminate()
+        bridge.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
