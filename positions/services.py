@@ -226,12 +226,11 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             .filter(id__in=[f.account_id for f in fetches], sync_lease_token=token)
         }
         ok_ids = [f.account_id for f in fetches if f.ok and f.account_id in accounts]
-        existing: dict[tuple[int, int], Position] = {
-            (p.account_id, p.ticket): p
-            for p in Position.objects.filter(account_id__in=ok_ids).filter(
-                Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
-            )
-        }
+        existing: dict[int, dict[int, Position]] = {}
+        for p in Position.objects.filter(account_id__in=ok_ids).filter(
+            Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
+        ):
+            existing.setdefault(p.account_id, {})[p.ticket] = p
         upserts: list[Position] = []
         closes: list[Position] = []
         snapshots: list[EquitySnapshot] = []
@@ -242,8 +241,9 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             if account is None:
                 outcome.skipped.append(fetch.account_id)
                 continue
-            before_open = sum(1 for key in existing if key[0] == account.pk)
-            before = _figures(account, before_open)
+            known = existing.get(account.pk, {})
+            before = _figures(account, sum(p.status == Position.Status.OPEN
+                                           for p in known.values()))
             account.last_sync_attempt_at = now
             account.sync_lease_until = None
             account.sync_lease_token = None
@@ -266,14 +266,14 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             assert fetch.state is not None and fetch.positions is not None
             outcome.synced.append(account.pk)
             listed = {p.ticket for p in fetch.positions}
-            opened = sum(1 for p in fetch.positions if (account.pk, p.ticket) not in existing)
+            opened = sum(1 for p in fetch.positions if p.ticket not in known)
             upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
             deals_by_position: dict[int, list[Deal]] = {}
             for deal in fetch.deals:
                 deals_by_position.setdefault(deal.position_id, []).append(deal)
             closed_now = 0
-            for (account_id, ticket), position in existing.items():
-                if account_id != account.pk or ticket in listed:
+            for ticket, position in known.items():
+                if ticket in listed:
                     continue
                 was_open = position.status == Position.Status.OPEN
                 closes.append(_close(position, deals_by_position.get(ticket, []), now))
@@ -321,14 +321,21 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
                 unique_fields=["account", "ticket"], update_fields=POSITION_UPSERT_FIELDS,
             )
         if closes:
-            Position.objects.bulk_update(closes, POSITION_CLOSE_FIELDS, batch_size=batch_size)
+            Position.objects.bulk_create(
+                closes, batch_size=batch_size, update_conflicts=True, unique_fields=["id"],
+                update_fields=POSITION_CLOSE_FIELDS,
+            )
         if snapshots:
             EquitySnapshot.objects.bulk_create(snapshots, batch_size=batch_size)
         if logs:
             SyncLog.objects.bulk_create(logs, batch_size=batch_size)
         if accounts:
-            TradingAccount.objects.bulk_update(accounts.values(), ACCOUNT_FIELDS,
-                                               batch_size=batch_size)
+            # An upsert on the primary key of rows we hold locked: one INSERT … ON CONFLICT
+            # (id) DO UPDATE, where bulk_update would send a CASE per column per row.
+            TradingAccount.objects.bulk_create(
+                accounts.values(), batch_size=batch_size, update_conflicts=True,
+                unique_fields=["id"], update_fields=ACCOUNT_FIELDS,
+            )
         if specs:
             _instruments_upsert(specs)
 

@@ -244,6 +244,9 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
     class Handler(BaseHTTPRequestHandler):
         server_version = "mt5-bridge/1"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm on, the second
+        # waits for the client's delayed ACK (~40 ms per call on Linux).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             logger.debug("%s " + format, self.address_string(), *args)

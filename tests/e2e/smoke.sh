@@ -5,7 +5,13 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-trap 'status=$?; [ -n "${pid:-}" ] && kill -- -"$pid" 2>/dev/null; sleep 2; [ -n "${pid:-}" ] && kill -9 -- -"$pid" 2>/dev/null; rm -rf "$work"; exit $status' EXIT
+stop_demo() {
+  [ -n "${pid:-}" ] || return 0
+  kill -TERM -- -"$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do pgrep -f "$work/clone" >/dev/null || return 0; sleep 1; done
+  pkill -9 -f "$work/clone" || true
+}
+trap 'status=$?; stop_demo; rm -rf "$work"; exit $status' EXIT
 git clone --quiet "$src" "$work/clone"
 cd "$work/clone"
 # Reuse the source checkout's virtualenv packages through pip's cache, not its files.
