@@ -12,7 +12,7 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("role", "is_staff", "is_active")
     search_fields = ("username", "first_name", "last_name", "email", "telegram_id")
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Platform", {"fields": ("role", "telegram_id")}),
     )
 

@@ -7,12 +7,21 @@ where it lives at the broker, its encrypted credentials, its last known live fig
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
-MONEY = {"max_digits": 20, "decimal_places": 2}
-PERCENT = {"max_digits": 12, "decimal_places": 2}
+
+def money_field(**kwargs: Any) -> models.DecimalField:
+    """Money in an account currency: 20 digits, 2 decimals."""
+    return models.DecimalField(max_digits=20, decimal_places=2, **kwargs)
+
+
+def percent_field(**kwargs: Any) -> models.DecimalField:
+    """A percentage, 2 decimals (margin level can run to thousands of percent)."""
+    return models.DecimalField(max_digits=12, decimal_places=2, **kwargs)
 
 
 class User(AbstractUser):
@@ -56,18 +65,18 @@ class TradingAccount(models.Model):
     # Live state, in ``currency``, as of ``last_synced_at``.
     currency = models.CharField(max_length=3, blank=True)
     leverage = models.PositiveIntegerField(null=True, blank=True)
-    balance = models.DecimalField(**MONEY, null=True, blank=True)
-    credit = models.DecimalField(**MONEY, null=True, blank=True)
-    equity = models.DecimalField(**MONEY, null=True, blank=True)
-    margin = models.DecimalField(**MONEY, null=True, blank=True)
-    free_margin = models.DecimalField(**MONEY, null=True, blank=True)
-    margin_level = models.DecimalField(**PERCENT, null=True, blank=True,
+    balance = money_field(null=True, blank=True)
+    credit = money_field(null=True, blank=True)
+    equity = money_field(null=True, blank=True)
+    margin = money_field(null=True, blank=True)
+    free_margin = money_field(null=True, blank=True)
+    margin_level = percent_field(null=True, blank=True,
                                        help_text="equity / margin × 100, % (none when flat)")
-    profit = models.DecimalField(**MONEY, null=True, blank=True,
+    profit = money_field(null=True, blank=True,
                                  help_text="Unrealized P&L of open positions")
-    peak_equity = models.DecimalField(**MONEY, null=True, blank=True,
+    peak_equity = money_field(null=True, blank=True,
                                       help_text="High-water mark of equity")
-    drawdown_percent = models.DecimalField(**PERCENT, null=True, blank=True,
+    drawdown_percent = percent_field(null=True, blank=True,
                                            help_text="(peak − equity) / peak × 100")
 
     # Sync.

@@ -6,12 +6,21 @@ symbol's quote currency; volume is in lots.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
-from accounts.models import MONEY, PERCENT, TradingAccount
+from accounts.models import TradingAccount, money_field, percent_field
 
-PRICE = {"max_digits": 20, "decimal_places": 8}
-VOLUME = {"max_digits": 16, "decimal_places": 4}
+
+def price_field(**kwargs: Any) -> models.DecimalField:
+    """A price in the symbol's quote currency: 20 digits, 8 decimals."""
+    return models.DecimalField(max_digits=20, decimal_places=8, **kwargs)
+
+
+def volume_field(**kwargs: Any) -> models.DecimalField:
+    """Volume in lots: 16 digits, 4 decimals."""
+    return models.DecimalField(max_digits=16, decimal_places=4, **kwargs)
 
 
 class Position(models.Model):
@@ -37,21 +46,21 @@ class Position(models.Model):
     ticket = models.BigIntegerField()
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, choices=Side.choices)
-    volume = models.DecimalField(**VOLUME)
-    price_open = models.DecimalField(**PRICE)
-    price_current = models.DecimalField(**PRICE)
-    sl = models.DecimalField(**PRICE, null=True, blank=True)
-    tp = models.DecimalField(**PRICE, null=True, blank=True)
-    swap = models.DecimalField(**MONEY, default=0)
-    profit = models.DecimalField(**MONEY, default=0, help_text="Unrealized P&L (broker's)")
+    volume = volume_field()
+    price_open = price_field()
+    price_current = price_field()
+    sl = price_field(null=True, blank=True)
+    tp = price_field(null=True, blank=True)
+    swap = money_field(default=0)
+    profit = money_field(default=0, help_text="Unrealized P&L (broker's)")
     magic = models.BigIntegerField(default=0)
     comment = models.CharField(max_length=64, blank=True)
     opened_at = models.DateTimeField()
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
-    close_price = models.DecimalField(**PRICE, null=True, blank=True)
+    close_price = price_field(null=True, blank=True)
     close_reason = models.CharField(max_length=8, choices=CloseReason.choices, blank=True)
-    realized_pnl = models.DecimalField(**MONEY, null=True, blank=True,
+    realized_pnl = money_field(null=True, blank=True,
                                        help_text="Net of swap, commission and fee")
     last_synced_at = models.DateTimeField()
 
@@ -74,14 +83,14 @@ class EquitySnapshot(models.Model):
     account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
                                 related_name="equity_snapshots")
     taken_at = models.DateTimeField()
-    balance = models.DecimalField(**MONEY)
-    equity = models.DecimalField(**MONEY)
-    margin = models.DecimalField(**MONEY)
-    free_margin = models.DecimalField(**MONEY)
-    margin_level = models.DecimalField(**PERCENT, null=True, blank=True)
-    profit = models.DecimalField(**MONEY)
-    peak_equity = models.DecimalField(**MONEY)
-    drawdown_percent = models.DecimalField(**PERCENT)
+    balance = money_field()
+    equity = money_field()
+    margin = money_field()
+    free_margin = money_field()
+    margin_level = percent_field(null=True, blank=True)
+    profit = money_field()
+    peak_equity = money_field()
+    drawdown_percent = percent_field()
     open_positions = models.PositiveIntegerField()
 
     class Meta:
@@ -89,6 +98,9 @@ class EquitySnapshot(models.Model):
             # equity series of one account, newest first
             models.Index(fields=["account", "-taken_at"], name="equity_account_time_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}: equity {self.equity}"
 
 
 class SyncLog(models.Model):
@@ -119,6 +131,9 @@ class SyncLog(models.Model):
             models.Index(fields=["started_at"], name="synclog_time_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.account_id} @ {self.started_at:%Y-%m-%d %H:%M:%S}: {self.result}"
+
 
 class Instrument(models.Model):
     """A symbol's trading rules at one broker server (MetaTrader 5: SymbolInfo)."""
@@ -126,12 +141,12 @@ class Instrument(models.Model):
     server = models.CharField(max_length=100)
     symbol = models.CharField(max_length=32)
     digits = models.PositiveSmallIntegerField()
-    point = models.DecimalField(**PRICE)
+    point = price_field()
     contract_size = models.DecimalField(max_digits=20, decimal_places=4)
-    tick_size = models.DecimalField(**PRICE)
-    volume_min = models.DecimalField(**VOLUME)
-    volume_step = models.DecimalField(**VOLUME)
-    volume_max = models.DecimalField(**VOLUME)
+    tick_size = price_field()
+    volume_min = volume_field()
+    volume_step = volume_field()
+    volume_max = volume_field()
     currency_base = models.CharField(max_length=8)
     currency_profit = models.CharField(max_length=8)
     currency_margin = models.CharField(max_length=8)
@@ -155,3 +170,6 @@ class DispatcherHeartbeat(models.Model):
     ticks = models.BigIntegerField(default=0)
     last_tick_at = models.DateTimeField(null=True)
     last_dispatched = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.ticks} ticks"

@@ -377,7 +377,9 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
     at once: the second run finds the leases taken and syncs nothing.
     """
     if gateway_for is None:
-        from accounts.gateways import account_gateway as gateway_for
+        from accounts.gateways import account_gateway
+
+        gateway_for = account_gateway
     token, leased = sync_lease_acquire(account_ids=account_ids)
     if not leased:
         return SyncOutcome(skipped=list(account_ids))

@@ -31,7 +31,7 @@ from brokers.errors import BridgeRefused, BrokerBadReply
 def _namedtuple_type(name: str, fields: tuple[str, ...]) -> type:
     # Built from the reply's own field list: the adapter, not the transport, decides
     # which fields are required, so a reply missing one fails there with its name.
-    return namedtuple(name, fields)  # type: ignore[misc]  # noqa: PYI024
+    return namedtuple(name, fields)  # type: ignore[misc]
 
 
 def decode(value: Any) -> Any:

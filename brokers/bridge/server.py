@@ -38,12 +38,12 @@ import logging
 import math
 import os
 import queue
-import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger("mt5.bridge")
 
@@ -164,7 +164,8 @@ def validate_call(payload: Any, methods: dict[str, tuple[int, frozenset[str]]]) 
 def encode(value: Any) -> Any:
     """Turn a terminal's reply into JSON-safe data (namedtuples tagged by type name)."""
     if hasattr(value, "_asdict") and hasattr(value, "_fields"):
-        return {"__nt__": type(value).__name__, "fields": {k: encode(v) for k, v in value._asdict().items()}}
+        fields = {k: encode(v) for k, v in value._asdict().items()}
+        return {"__nt__": type(value).__name__, "fields": fields}
     if isinstance(value, (list, tuple)):
         return [encode(v) for v in value]
     if isinstance(value, dict):
@@ -259,13 +260,13 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._reply(200, {"ok": True})
             else:
                 self._reply(404, {"code": "not_found", "message": "no such path"})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        def do_POST(self) -> None:
             try:
                 body = self._handle()
                 self._reply(200, body)
@@ -347,14 +348,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows
-        import MetaTrader5 as terminal  # type: ignore[import-not-found, no-redef]
+        import MetaTrader5 as terminal  # type: ignore[import-not-found, no-redef]  # noqa: N813
 
         background = []
         methods = ALLOWED_METHODS
     httpd = serve(terminal, token=token, host=args.host, port=args.port, methods=methods)
     for start in background:
         start()
-    host, port = httpd.server_address[:2]
+    host, port = str(httpd.server_address[0]), int(httpd.server_address[1])
     print(f"mt5 bridge listening on http://{host}:{port}", flush=True)
     try:
         httpd.serve_forever()
@@ -365,4 +366,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -129,7 +129,7 @@ def test_bad_position_fields_are_named(change, field):
 
 def test_missing_field_is_named():
     partial = {k: v for k, v in POSITION.items() if k != "price_current"}
-    short = namedtuple("TradePosition", list(partial))  # noqa: PYI024
+    short = namedtuple("TradePosition", list(partial))
     with pytest.raises(BrokerBadReply, match="price_current"):
         gateway(StubTerminal(positions_get=(short(**partial),))).positions()
 

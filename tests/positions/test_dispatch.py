@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.db import connection
@@ -140,7 +141,7 @@ def test_two_workers_never_sync_one_account_at_once(member, sim_bridge):
     assert intervals, "no sync ran at all"
     for account_id in ids:
         spans = sorted((b, e) for a, b, e in intervals if a == account_id)
-        for (_, end), (begin, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (begin, _) in pairwise(spans):
             assert begin >= end, f"account {account_id} synced by two workers at once"
     synced = Counter(a for o in outcomes for a in o.synced)
     assert sum(synced.values()) == len(intervals)

@@ -6,7 +6,7 @@ from accounts.services import trading_account_credentials_rotate
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every account's broker credentials under the newest FIELD_ENCRYPTION_KEYS key."
+    help = "Re-encrypt broker credentials under the newest FIELD_ENCRYPTION_KEYS key."
 
     def handle(self, *args, **options):
         self.stdout.write(f"re-encrypted {trading_account_credentials_rotate()} accounts")
