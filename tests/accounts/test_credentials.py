@@ -24,7 +24,7 @@ def link(user, login="4001", password="s3cret-master"):
 
 
 def test_password_is_not_stored_in_clear(member):
-    account = link(member)
+    link(member)
     stored = TradingAccount.objects.values_list("credentials_encrypted", flat=True).get()
     assert "s3cret-master" not in stored
     assert credentials_decrypt(stored) == {"password": "s3cret-master"}
