@@ -19,3 +19,9 @@ positions_fetch_duration = Histogram(
 sync_dispatched_total = Counter(
     "sync_dispatched", "Accounts enqueued for sync by the dispatcher."
 )
+
+# Expose every series from the start (at 0), so dashboards and alerts see them at once.
+for _result in ("ok", "failed"):
+    position_sync_total.labels(result=_result)
+for _source in ("broker", "cache"):
+    positions_fetched_total.labels(source=_source)
