@@ -20,8 +20,8 @@ class UserAdmin(DjangoUserAdmin):
 @admin.register(TradingAccount)
 class TradingAccountAdmin(admin.ModelAdmin):
     list_display = (
-        "login", "server", "user", "currency", "leverage", "balance", "equity",
-        "margin_level", "drawdown_percent", "sync_status", "last_synced_at", "is_primary",
+        "login", "user", "leverage_ratio", "balance_shown", "equity_shown", "margin_level_shown",
+        "drawdown_shown", "sync_status", "last_synced_at",
     )
     list_filter = ("sync_status", "broker", "currency", "credentials_read_only", "is_active")
     search_fields = ("login", "server", "broker_name", "user__username")
@@ -47,3 +47,23 @@ class TradingAccountAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:  # accounts are linked through the service
         return False
+
+    @admin.display(description="Leverage", ordering="leverage")
+    def leverage_ratio(self, obj: TradingAccount) -> str:
+        return f"1:{obj.leverage}" if obj.leverage else "-"
+
+    @admin.display(description="Balance", ordering="balance")
+    def balance_shown(self, obj: TradingAccount) -> str:
+        return "-" if obj.balance is None else f"{obj.balance:,.2f} {obj.currency}"
+
+    @admin.display(description="Equity", ordering="equity")
+    def equity_shown(self, obj: TradingAccount) -> str:
+        return "-" if obj.equity is None else f"{obj.equity:,.2f} {obj.currency}"
+
+    @admin.display(description="Margin level", ordering="margin_level")
+    def margin_level_shown(self, obj: TradingAccount) -> str:
+        return "-" if obj.margin_level is None else f"{obj.margin_level:,.2f} %"
+
+    @admin.display(description="Drawdown (of peak)", ordering="drawdown_percent")
+    def drawdown_shown(self, obj: TradingAccount) -> str:
+        return "-" if obj.drawdown_percent is None else f"{obj.drawdown_percent:.2f} %"

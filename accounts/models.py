@@ -108,4 +108,4 @@ class TradingAccount(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_broker_display()} {self.login}@{self.server}"
+        return f"{self.login}@{self.server}"

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin
 
 from positions.models import DispatcherHeartbeat, EquitySnapshot, Instrument, Position, SyncLog
+
+
+def plain(value: Decimal | None) -> str:
+    """1.07175000 → 1.07175; 2.0000 → 2 (prices and lots without padding zeros)."""
+    if value is None:
+        return "-"
+    text = format(value.normalize(), "f")
+    return text
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,13 +30,30 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Position)
 class PositionAdmin(ReadOnlyAdmin):
-    list_display = ("ticket", "account", "symbol", "side", "volume", "price_open",
-                    "price_current", "sl", "tp", "profit", "status", "close_reason",
-                    "realized_pnl", "opened_at", "last_synced_at")
+    list_display = ("ticket", "account", "symbol", "side", "lots", "open_price", "price",
+                    "pnl", "status", "close_reason", "opened_at")
     list_filter = ("status", "side", "symbol", "close_reason")
     search_fields = ("ticket", "account__login", "comment")
     list_select_related = ("account",)
     date_hierarchy = "opened_at"
+
+    @admin.display(description="Volume (lots)", ordering="volume")
+    def lots(self, obj: Position) -> str:
+        return plain(obj.volume)
+
+    @admin.display(description="Open", ordering="price_open")
+    def open_price(self, obj: Position) -> str:
+        return plain(obj.price_open)
+
+    @admin.display(description="Current / close")
+    def price(self, obj: Position) -> str:
+        return plain(obj.close_price if obj.status == Position.Status.CLOSED
+                     else obj.price_current)
+
+    @admin.display(description="P&L (unrealized / realized)")
+    def pnl(self, obj: Position) -> str:
+        value = obj.realized_pnl if obj.status == Position.Status.CLOSED else obj.profit
+        return "-" if value is None else f"{value:,.2f} {obj.account.currency}"
 
 
 @admin.register(EquitySnapshot)
