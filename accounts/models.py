@@ -54,7 +54,8 @@ class TradingAccount(models.Model):
     server = models.CharField(max_length=100)
     login = models.CharField(max_length=32)
     is_primary = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True, help_text="False once unlinked")
+    unlinked_at = models.DateTimeField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     credentials_encrypted = models.TextField(editable=False)
     credentials_read_only = models.BooleanField(
@@ -98,7 +99,8 @@ class TradingAccount(models.Model):
             # Two owners of one broker account would double-count and could close each
             # other's positions.
             models.UniqueConstraint(fields=["broker", "server", "login"],
-                                    name="uniq_broker_server_login"),
+                                    condition=Q(unlinked_at__isnull=True),
+                                    name="uniq_linked_broker_server_login"),
             models.UniqueConstraint(fields=["user"], condition=Q(is_primary=True),
                                     name="one_primary_account_per_user"),
         ]

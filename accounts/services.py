@@ -1,27 +1,50 @@
-"""Writes on members and trading accounts."""
+"""Writes on members and trading accounts: link, make primary, unlink, rotate keys."""
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.utils import timezone
+import time
 
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
+
+from accounts import metrics
 from accounts.crypto import credentials_encrypt, credentials_rotate
 from accounts.models import TradingAccount, User
+from brokers import open_gateway
+from brokers.errors import (
+    BridgeRefused,
+    BrokerAccountMismatch,
+    BrokerAuthError,
+    BrokerBadReply,
+    BrokerUnavailable,
+)
+from brokers.gateway import AccountState
+from config.errors import ApplicationError
+
+
+class AccountLinkError(ApplicationError):
+    code = "account_link_failed"
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
 @transaction.atomic
 def trading_account_create(*, user: User, broker: str, broker_name: str, server: str,
                            login: str, password: str, read_only: bool = False,
-                           cadence_seconds: int | None = None) -> TradingAccount:
+                           cadence_seconds: int | None = None,
+                           state: AccountState | None = None) -> TradingAccount:
     """Store a linked account with its password encrypted; due for sync at once.
 
-    The member's first account becomes primary. Raises IntegrityError if the same
+    The member's first active account becomes primary (the member's rows are locked so two
+    concurrent links cannot both become primary). ``state``, when given, is the verified
+    read: it stamps ``verified_at`` and the first figures. Raises IntegrityError if the same
     (broker, server, login) is already linked.
     """
-    from django.conf import settings
-
-    has_primary = TradingAccount.objects.filter(user=user, is_primary=True).exists()
-    return TradingAccount.objects.create(
+    mine = TradingAccount.objects.select_for_update().filter(user=user, is_active=True)
+    has_primary = any(a.is_primary for a in mine)
+    now = timezone.now()
+    account = TradingAccount(
         user=user,
         broker=broker,
         broker_name=broker_name,
@@ -31,14 +54,141 @@ def trading_account_create(*, user: User, broker: str, broker_name: str, server:
         credentials_encrypted=credentials_encrypt(password=password),
         credentials_read_only=read_only,
         sync_cadence_seconds=cadence_seconds or settings.SYNC_DEFAULT_CADENCE_SECONDS,
-        next_sync_at=timezone.now(),
+        next_sync_at=now,
     )
+    if state is not None:
+        account.verified_at = now
+        account.currency = state.currency
+        account.leverage = state.leverage
+    account.save()
+    return account
+
+
+def _verify(*, login: str, password: str, server: str) -> AccountState:
+    """Log in through the gateway and read the account. Raises AccountLinkError."""
+    gateway = open_gateway(
+        broker=TradingAccount.Broker.MT5, login=login, password=password, server=server,
+        bridge_url=settings.MT5_BRIDGE_URL, bridge_token=settings.MT5_BRIDGE_TOKEN,
+        timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
+    )
+    try:
+        return gateway.account_state()
+    except BrokerAuthError:
+        raise AccountLinkError(
+            "The broker refused the login: wrong password, unknown login or unknown server.",
+            code="invalid_credentials",
+        ) from None
+    except BrokerAccountMismatch as exc:
+        raise AccountLinkError(
+            "The broker answered for another account than the login given.",
+            code="mismatch", detail={"reported_login": exc.detail.get("reported_login")},
+        ) from None
+    except BrokerUnavailable as exc:
+        raise ApplicationError(
+            "The broker could not be reached in time; nothing was stored. Try again.",
+            code="broker_unavailable", status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"reason": exc.code},
+        ) from None
+    except (BrokerBadReply, BridgeRefused) as exc:
+        raise ApplicationError(
+            "The broker connection is misconfigured or answered nonsense; nothing was stored.",
+            code="broker_error", status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"reason": exc.code},
+        ) from None
+
+
+def account_link(*, user: User, login: int, password: str, server: str,
+                 broker_name: str = "") -> TradingAccount:
+    """Link an MT5 account to ``user``.
+
+    With ``MT5_VERIFY_ON_LINK`` the gateway logs in first: a refused login is 422
+    ``invalid_credentials``, an account other than ``login`` is 422 ``mismatch``, a timeout
+    is 503 ``broker_unavailable``; in each case nothing is stored. Whether the password is
+    the investor (read-only) one is read from the broker (``trade_allowed``). The same
+    (broker, server, login) linked by anyone is 409 ``already_linked``.
+    """
+    metrics.link_started_total.inc()
+    started = time.perf_counter()
+
+    def already_linked() -> ApplicationError:
+        return ApplicationError("This broker account is already linked.",
+                                code="already_linked", status_code=status.HTTP_409_CONFLICT)
+
+    # Cheap early answer; the unique constraint below is what really decides.
+    if TradingAccount.objects.filter(broker=TradingAccount.Broker.MT5, server=server,
+                                     login=str(login), unlinked_at__isnull=True).exists():
+        raise already_linked()
+    state = None
+    read_only = False
+    if settings.MT5_VERIFY_ON_LINK:
+        state = _verify(login=str(login), password=password, server=server)
+        read_only = not state.trade_allowed
+        metrics.verified_total.inc()
+    try:
+        account = trading_account_create(
+            user=user, broker=TradingAccount.Broker.MT5, broker_name=broker_name,
+            server=server, login=str(login), password=password, read_only=read_only,
+            state=state,
+        )
+    except IntegrityError:
+        raise already_linked() from None
+    metrics.link_duration.observe(time.perf_counter() - started)
+    return account
+
+
+@transaction.atomic
+def account_primary_set(*, account: TradingAccount) -> TradingAccount:
+    """Make ``account`` its member's only primary account.
+
+    The old primary is cleared before the new one is set, in one transaction with the
+    member's rows locked: the partial unique index allows one primary per member at every
+    moment, and two concurrent calls queue on the lock instead of failing on the index.
+    """
+    if not account.is_active:
+        raise ApplicationError("An unlinked account cannot be primary.", code="unlinked",
+                               status_code=status.HTTP_409_CONFLICT)
+    list(TradingAccount.objects.select_for_update().filter(user_id=account.user_id))
+    TradingAccount.objects.filter(user_id=account.user_id, is_primary=True).exclude(
+        pk=account.pk).update(is_primary=False)
+    TradingAccount.objects.filter(pk=account.pk).update(is_primary=True)
+    account.refresh_from_db()
+    return account
+
+
+@transaction.atomic
+def account_unlink(*, account: TradingAccount) -> TradingAccount:
+    """Unlink ``account``: it stops syncing, its credentials are erased, its history stays.
+
+    The member's only account cannot be unlinked (409 ``last_account``). Unlinking the
+    primary promotes the member's oldest other account.
+    """
+    others = list(
+        TradingAccount.objects.select_for_update()
+        .filter(user_id=account.user_id, is_active=True).exclude(pk=account.pk)
+        .order_by("created_at", "pk")
+    )
+    if not others:
+        raise ApplicationError("The only linked account cannot be unlinked.",
+                               code="last_account", status_code=status.HTTP_409_CONFLICT)
+    was_primary = account.is_primary
+    account.is_active = False
+    account.is_primary = False
+    account.unlinked_at = timezone.now()
+    account.credentials_encrypted = ""
+    account.next_sync_at = None
+    account.save(update_fields=["is_active", "is_primary", "unlinked_at",
+                                "credentials_encrypted", "next_sync_at"])
+    if was_primary:
+        TradingAccount.objects.filter(pk=others[0].pk).update(is_primary=True)
+    return account
 
 
 def trading_account_credentials_rotate() -> int:
-    """Re-encrypt every account's credentials under the newest key. Returns the count."""
+    """Re-encrypt every linked account's credentials under the newest key. Returns the count."""
     rotated = 0
-    for account in TradingAccount.objects.only("id", "credentials_encrypted").iterator():
+    accounts = TradingAccount.objects.exclude(credentials_encrypted="").only(
+        "id", "credentials_encrypted")
+    for account in accounts.iterator():
         token = credentials_rotate(account.credentials_encrypted)
         if token != account.credentials_encrypted:
             TradingAccount.objects.filter(pk=account.pk).update(credentials_encrypted=token)

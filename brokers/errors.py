@@ -40,6 +40,12 @@ class BrokerBadReply(BrokerError):
     code = "broker_bad_reply"
 
 
+class BrokerAccountMismatch(BrokerBadReply):
+    """The terminal answered for another account than the one asked for."""
+
+    code = "account_mismatch"
+
+
 class BridgeRefused(BrokerError):
     """The terminal bridge refused the request (bad token, unknown method, bad params)."""
 

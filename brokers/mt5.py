@@ -21,6 +21,7 @@ from typing import Any
 
 from brokers import mt5_api
 from brokers.errors import (
+    BrokerAccountMismatch,
     BrokerAuthError,
     BrokerBadReply,
     BrokerError,
@@ -167,8 +168,10 @@ class Mt5Gateway:
         login = _integer(info, "login", positive=True)
         if login != self.login:
             # the terminal is on another account: never attribute its figures to this one
-            raise BrokerBadReply(f"asked for account {self.login}, terminal answered {login}",
-                                 detail={"field": "login"})
+            raise BrokerAccountMismatch(
+                f"asked for account {self.login}, terminal answered {login}",
+                detail={"field": "login", "reported_login": login},
+            )
         digits = _integer(info, "currency_digits")
         quantum = Decimal(1).scaleb(-digits)
         margin = _number(info, "margin", minimum=0).quantize(quantum)

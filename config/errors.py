@@ -19,8 +19,10 @@ class ApplicationError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, *, code: str | None = None,
-                 detail: dict[str, Any] | None = None, status_code: int | None = None) -> None:
+                 detail: dict[str, Any] | None = None, status_code: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.message = message
         if code:
             self.code = code
@@ -32,7 +34,7 @@ class ApplicationError(Exception):
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response({"code": exc.code, "message": exc.message, "detail": exc.detail},
-                        status=exc.status_code)
+                        status=exc.status_code, headers=exc.headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

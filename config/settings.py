@@ -9,6 +9,7 @@ naming the variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -52,6 +53,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_prometheus",
     "accounts",
@@ -156,11 +160,33 @@ LOGGING = {
 }
 
 REST_FRAMEWORK = {
+    # JWT first: an anonymous API call then answers 401 with "WWW-Authenticate: Bearer".
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
+                                 "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Trading back office API",
+    "DESCRIPTION": "Members' MetaTrader 5 accounts, positions, P&L and equity. Money is a "
+                   "decimal string in the account's currency; times are UTC (ISO 8601).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from this server (drf-spectacular-sidecar), not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Celery (settings namespace CELERY_) ---
@@ -218,6 +244,7 @@ MT5_BRIDGE_URL = env.str("MT5_BRIDGE_URL", default="http://127.0.0.1:8765")
 MT5_BRIDGE_TOKEN = _required("MT5_BRIDGE_TOKEN")
 MT5_CONNECTION_TIMEOUT = _positive("MT5_CONNECTION_TIMEOUT", 10)
 MT5_VERIFY_ON_LINK = env.bool("MT5_VERIFY_ON_LINK", default=True)
+FORCE_REFRESH_MIN_SECONDS = int(_positive("FORCE_REFRESH_MIN_SECONDS", 10))
 MT5_ACCOUNT_FRESHNESS_MINUTES = _positive("MT5_ACCOUNT_FRESHNESS_MINUTES", 5)
 ACCOUNT_CACHE_TTL_SECONDS = _positive("ACCOUNT_CACHE_TTL_SECONDS", 30)
 SYNC_DEFAULT_CADENCE_SECONDS = int(_positive("SYNC_DEFAULT_CADENCE_SECONDS", 10))

@@ -25,3 +25,8 @@ for _result in ("ok", "failed"):
     position_sync_total.labels(result=_result)
 for _source in ("broker", "cache"):
     positions_fetched_total.labels(source=_source)
+
+positions_cache_hit_total = Counter(
+    "positions_cache_hit",
+    "Position API answers served from the last sync, without asking the broker.",
+)

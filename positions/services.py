@@ -450,3 +450,29 @@ def sync_mark_stale(*, freshness: timedelta) -> int:
 def sync_logs_prune(*, older_than: timedelta) -> int:
     deleted, _ = SyncLog.objects.filter(started_at__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+def positions_force_refresh(*, account: TradingAccount, min_interval: int) -> SyncOutcome:
+    """Sync ``account`` through its gateway now, at most once per ``min_interval`` seconds.
+
+    The limit is one atomic cache ``add`` per account (Redis in production), shared by all
+    web processes. Raises ApplicationError 429 ``rate_limited`` with ``retry_after``.
+    """
+    import math
+
+    from django.core.cache import cache
+    from rest_framework import status
+
+    from config.errors import ApplicationError
+
+    key = f"positions:force-refresh:{account.pk}"
+    until = time.time() + min_interval
+    if not cache.add(key, until, timeout=min_interval):
+        held = cache.get(key) or until
+        retry_after = max(1, math.ceil(float(held) - time.time()))
+        raise ApplicationError(
+            f"This account was refreshed less than {min_interval} s ago.",
+            code="rate_limited", status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
+        )
+    return accounts_sync(account_ids=[account.pk])

@@ -111,3 +111,35 @@ def linked_account(sim_bridge, member):
                                       password=f"pw-{login}")
 
     return link
+
+
+def api_client_for(user):
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def api(member):
+    """An API client signed in as ``member`` with a real JWT."""
+    return api_client_for(member)
+
+
+@pytest.fixture
+def stranger_api(stranger):
+    return api_client_for(stranger)
+
+
+@pytest.fixture
+def owner_api(owner):
+    return api_client_for(owner)
+
+
+@pytest.fixture
+def anon_api():
+    from rest_framework.test import APIClient
+
+    return APIClient()

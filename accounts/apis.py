@@ -1,0 +1,72 @@
+"""Account linking and management: /api/v1/accounts. Thin views over accounts.services."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import access, services
+from accounts.models import TradingAccount
+from accounts.serializers import AccountLinkInput, AccountOutput
+from config.api import parse_id
+from config.serializers import ErrorSerializer
+
+ERRORS = {
+    400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer,
+    422: ErrorSerializer, 503: ErrorSerializer,
+}
+
+
+def readable_account(request: Request, raw_id: str) -> TradingAccount:
+    account = access.accounts_readable_by(request.user).filter(pk=parse_id(raw_id)).first()
+    if account is None:
+        raise Http404
+    return account
+
+
+def writable_account(request: Request, raw_id: str) -> TradingAccount:
+    account = access.accounts_writable_by(request.user).filter(pk=parse_id(raw_id)).first()
+    if account is None:
+        raise Http404
+    return account
+
+
+class AccountListCreateApi(APIView):
+    @extend_schema(responses={200: AccountOutput(many=True), 401: ErrorSerializer},
+                   summary="The member's linked accounts")
+    def get(self, request: Request) -> Response:
+        accounts = TradingAccount.objects.filter(user=request.user, is_active=True).order_by(
+            "-is_primary", "created_at")
+        return Response(AccountOutput(accounts, many=True).data)
+
+    @extend_schema(request=AccountLinkInput, responses={201: AccountOutput, **ERRORS},
+                   summary="Link an MT5 account (verified through the broker)")
+    def post(self, request: Request) -> Response:
+        data = AccountLinkInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.account_link(user=request.user, **data.validated_data)
+        return Response(AccountOutput(account).data, status=status.HTTP_201_CREATED)
+
+
+class AccountDetailApi(APIView):
+    @extend_schema(responses={200: AccountOutput, **ERRORS}, summary="One linked account")
+    def get(self, request: Request, account_id: str) -> Response:
+        return Response(AccountOutput(readable_account(request, account_id)).data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Unlinked"), **ERRORS},
+                   summary="Unlink an account (history is kept)")
+    def delete(self, request: Request, account_id: str) -> Response:
+        services.account_unlink(account=writable_account(request, account_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AccountPrimaryApi(APIView):
+    @extend_schema(request=None, responses={200: AccountOutput, **ERRORS},
+                   summary="Make this account the member's primary one")
+    def put(self, request: Request, account_id: str) -> Response:
+        account = services.account_primary_set(account=writable_account(request, account_id))
+        return Response(AccountOutput(account).data)

@@ -1,0 +1,52 @@
+"""Input and output shapes of the accounts API. Credentials go in, never out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from accounts.models import TradingAccount
+
+MAX_LOGIN = 2**63 - 1
+
+
+class AccountLinkInput(serializers.Serializer):
+    login = serializers.IntegerField(min_value=1, max_value=MAX_LOGIN,
+                                     help_text="MT5 account number")
+    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True,
+                                     help_text="Investor (read-only) or master password")
+    server = serializers.CharField(max_length=100, help_text="Broker server, e.g. ICMarkets-Demo")
+    broker_name = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                        default="")
+
+
+class SyncSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TradingAccount.SyncStatus.choices)
+    age_seconds = serializers.FloatField(allow_null=True,
+                                         help_text="Seconds since the last good sync")
+    last_synced_at = serializers.DateTimeField(allow_null=True)
+    error_code = serializers.CharField()
+    error_message = serializers.CharField()
+
+
+class AccountOutput(serializers.ModelSerializer):
+    """A linked account with its last synced figures, in ``currency``."""
+
+    read_only = serializers.BooleanField(source="credentials_read_only",
+                                         help_text="Investor password: watched, never closed")
+    sync = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TradingAccount
+        fields = [
+            "id", "broker", "broker_name", "server", "login", "is_primary", "read_only",
+            "verified_at", "created_at", "currency", "leverage", "balance", "equity", "margin",
+            "free_margin", "margin_level", "profit", "peak_equity", "drawdown_percent", "sync",
+        ]
+        read_only_fields = fields
+
+    def get_sync(self, account: TradingAccount) -> dict[str, Any]:
+        from positions.selectors import account_sync_view
+
+        return SyncSerializer(account_sync_view(account)).data
