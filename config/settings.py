@@ -187,6 +187,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Ids are positive integers; the lenient converter only exists to answer a JSON 400.
+    "PATH_CONVERTER_OVERRIDES": {"anyid": {"type": "integer", "minimum": 1,
+                                           "maximum": 2**63 - 1}},
 }
 
 # --- Celery (settings namespace CELERY_) ---

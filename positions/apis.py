@@ -44,7 +44,7 @@ def positions_response(request: Request, account: TradingAccount) -> Response:
 
 class PrimaryPositionsApi(APIView):
     @extend_schema(parameters=[FORCE_REFRESH],
-                   responses={200: AccountPositionsOutput, **ERRORS},
+                   responses={200: AccountPositionsOutput, 429: ERRORS[400], **ERRORS},
                    summary="Live positions of the member's primary account")
     def get(self, request: Request) -> Response:
         account = access.accounts_writable_by(request.user).filter(is_primary=True).first()
