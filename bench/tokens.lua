@@ -1,22 +1,34 @@
 -- wrk script for bench/api_bench.py: every request carries a random member's JWT.
 --
---   wrk -t2 -c16 -d15s -s bench/tokens.lua URL -- TOKENS_FILE [DELAY_MS]
+--   wrk -t2 -c16 -d15s -s bench/tokens.lua URL -- TOKENS_FILE [PAUSE_MS]
 --
--- TOKENS_FILE: one access token a line. DELAY_MS > 0: each connection waits a random
--- time, uniform on [0, 2 × DELAY_MS] (mean DELAY_MS), before each request, to offer a
--- target rate (wrk has no constant-rate mode); the random spread keeps the connections
--- from marching in step. done() prints one line for the bench to parse:
+-- TOKENS_FILE: one access token a line.
+--
+-- PAUSE_MS > 0 paces the load (wrk has no constant-rate mode): after each response the
+-- thread sleeps a random time, uniform on [0, 2 × PAUSE_MS] (mean PAUSE_MS; the spread
+-- keeps connections from marching in step), before its connection sends again. Use it
+-- with one connection per thread (-tN -cN): the sleep blocks the whole thread.
+-- Why not wrk's delay(): gunicorn's sync workers close the connection after each answer,
+-- and wrk reconnects at once and only then runs delay(), so every pause would hold an
+-- idle, accepted connection on which a sync worker blocks, waiting for the request: the
+-- latency would measure that, not the API. Sleeping inside response() comes first: the
+-- response is timed, then the thread sleeps, then it reconnects and sends at once.
+--
+-- done() prints one line for the bench to parse (latency in microseconds):
 --   WRK_RESULT requests=… duration_us=… mean_us=… p50_us=… p90_us=… p99_us=… max_us=…
 --              non2xx=… connect=… read=… write=… timeout=…
 
+local ffi = require("ffi")
+ffi.cdef([[int poll(void *fds, unsigned long nfds, int timeout);]])
+
 local tokens = {}
-local delay_ms = 0
+local pause_ms = 0
 
 -- Runs once in each thread's own Lua state.
 function init(args)
    local path = args[1]
    if not path then
-      error("usage: wrk ... -s tokens.lua URL -- TOKENS_FILE [DELAY_MS]")
+      error("usage: wrk ... -s tokens.lua URL -- TOKENS_FILE [PAUSE_MS]")
    end
    for line in io.lines(path) do
       if #line > 0 then
@@ -26,16 +38,13 @@ function init(args)
    if #tokens == 0 then
       error("no tokens in " .. path)
    end
-   delay_ms = tonumber(args[2] or "0") or 0
-   if delay_ms <= 0 then
-      delay = nil  -- wrk looks for delay() after init(): no delay at all, not a 0 ms timer
+   pause_ms = tonumber(args[2] or "0") or 0
+   if pause_ms <= 0 then
+      -- wrk looks for response() after init(): without it, it skips header parsing.
+      response = nil
    end
    -- A different sequence per thread: the address of a fresh table differs per state.
    math.randomseed(os.time() + tonumber(string.match(tostring({}), "0x(%x+)") or "0", 16))
-end
-
-function delay()
-   return math.random() * 2 * delay_ms
 end
 
 function request()
@@ -43,7 +52,12 @@ function request()
    return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. token })
 end
 
--- Runs once, in the main state, with the merged statistics (latency in microseconds).
+-- Called after the response is timed and before wrk reconnects (see above).
+function response(status, headers, body)
+   ffi.C.poll(nil, 0, math.floor(math.random() * 2 * pause_ms + 0.5))
+end
+
+-- Runs once, in the main state, with the merged statistics.
 function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(

@@ -13,6 +13,7 @@ from positions.apis import (
     AccountSummaryApi,
     PrimaryPositionsApi,
 )
+from reconciliation.apis import ExpectedTradeCreateApi, UserReconciliationApi
 
 register_converter(AnyIdConverter, "anyid")
 
@@ -30,4 +31,7 @@ urlpatterns = [
     path("accounts/<anyid:account_id>/equity", AccountEquityApi.as_view(),
          name="account-equity"),
     path("positions", PrimaryPositionsApi.as_view(), name="positions"),
+    path("trades", ExpectedTradeCreateApi.as_view(), name="trades"),
+    path("reconciliation/<anyid:user_id>", UserReconciliationApi.as_view(),
+         name="reconciliation"),
 ]

@@ -261,3 +261,5 @@ MAX_DRAWDOWN_PERCENT = _positive("MAX_DRAWDOWN_PERCENT", 20)
 DRAWDOWN_ALERT_THRESHOLD_PERCENT = _positive("DRAWDOWN_ALERT_THRESHOLD_PERCENT", 15)
 MIN_EQUITY = _positive("MIN_EQUITY", 100)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+# The execution service registers expected trades with this token (empty: owner only).
+EXECUTION_SERVICE_TOKEN = env.str("EXECUTION_SERVICE_TOKEN", default="")

@@ -405,6 +405,11 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
     finally:
         sync_lease_release(token=token)  # a no-op when apply already released them
     outcome.skipped.extend(a for a in account_ids if a not in leased)
+    if outcome.synced:
+        # Pipeline step 3, for the accounts read successfully in this cycle only.
+        from reconciliation.services import accounts_reconcile
+
+        accounts_reconcile(account_ids=outcome.synced)
     return outcome
 
 

@@ -1,1 +1,155 @@
-"""Filled by a later issue; the app exists and is wired (see DESIGN.md)."""
+"""What the bot expected, and the append-only record of where the broker diverged.
+
+``ExpectedTrade`` is one entry the platform's bot placed or will place. ``OpenDivergence``
+holds the divergences that are true right now (one row per account and key), so each is
+logged when it appears and when it resolves, not on every cycle. ``ReconciliationLog`` is
+the audit trail: rows are only ever inserted (a model guard, and on PostgreSQL a trigger
+that refuses UPDATE, DELETE and TRUNCATE).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import TradingAccount
+from positions.models import price_field, volume_field
+from reconciliation.matching import MAX_TAG_LENGTH, Kind
+
+
+class ExpectedTrade(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (sent, not seen at the broker yet)"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT,
+                                related_name="expected_trades")
+    signal_ref = models.CharField(max_length=64, blank=True, help_text="The signal's id")
+    approval_ref = models.CharField(max_length=64, blank=True,
+                                    help_text="The approved setup's id (risk log)")
+    entry_number = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(3)])
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    volume = volume_field(help_text="Lots")
+    requested_price = price_field(null=True, blank=True)
+    sl = price_field(null=True, blank=True)
+    tp = price_field(null=True, blank=True)
+    magic = models.BigIntegerField()
+    tag = models.CharField(max_length=MAX_TAG_LENGTH, unique=True,
+                           help_text="Written into the order comment to trace the position")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    ticket = models.BigIntegerField(null=True, blank=True, help_text="Broker position ticket")
+    fill_price = price_field(null=True, blank=True)
+    filled_volume = volume_field(null=True, blank=True)
+    close_reason = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(entry_number__gte=1, entry_number__lte=3),
+                                   name="expected_entry_1_to_3"),
+            models.CheckConstraint(condition=Q(volume__gt=0), name="expected_volume_positive"),
+            # a retried registration of the same approved entry finds the first one
+            models.UniqueConstraint(fields=["account", "approval_ref", "entry_number"],
+                                    condition=~Q(approval_ref=""),
+                                    name="uniq_expected_approval_entry"),
+        ]
+        indexes = [
+            # reconcile: the live (pending/open) trades of a batch of accounts
+            models.Index(fields=["account", "status"], name="expected_account_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag} {self.side} {self.volume} {self.symbol} ({self.status})"
+
+
+KIND_CHOICES = [(k.value, k.value.replace("_", " ")) for k in Kind]
+
+
+class OpenDivergence(models.Model):
+    """A divergence that is true now. Deleted (and logged "resolved") when it goes away."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="open_divergences")
+    key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    expected_trade = models.ForeignKey(ExpectedTrade, null=True, blank=True,
+                                       on_delete=models.SET_NULL)
+    ticket = models.BigIntegerField(null=True, blank=True)
+    figures = models.JSONField(default=dict)
+    opened_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="uniq_open_divergence"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("reconciliation log rows are never updated")
+
+    def delete(self) -> NoReturn:
+        raise AppendOnlyError("reconciliation log rows are never deleted")
+
+
+class AppendOnlyError(Exception):
+    code = "append_only"
+
+
+class ReconciliationLog(models.Model):
+    """One line of the audit trail: a divergence opened, resolved, or a one-off event."""
+
+    class Event(models.TextChoices):
+        OPENED = "opened", "Opened"
+        RESOLVED = "resolved", "Resolved"
+        OCCURRED = "occurred", "Occurred (one-off)"
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT,
+                                related_name="reconciliation_logs")
+    expected_trade = models.ForeignKey(ExpectedTrade, null=True, blank=True,
+                                       on_delete=models.PROTECT)
+    ticket = models.BigIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    event = models.CharField(max_length=10, choices=Event.choices)
+    key = models.CharField(max_length=64)
+    figures = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # API and admin: an account's latest entries
+            models.Index(fields=["account", "-created_at"], name="reclog_account_time_idx"),
+            # admin filter by kind
+            models.Index(fields=["kind", "-created_at"], name="reclog_kind_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event} {self.key}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("reconciliation log rows are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("reconciliation log rows are never deleted")
