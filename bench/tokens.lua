@@ -4,22 +4,16 @@
 --
 -- TOKENS_FILE: one access token a line.
 --
--- PAUSE_MS > 0 paces the load (wrk has no constant-rate mode): after each response the
--- thread sleeps a random time, uniform on [0, 2 × PAUSE_MS] (mean PAUSE_MS; the spread
--- keeps connections from marching in step), before its connection sends again. Use it
--- with one connection per thread (-tN -cN): the sleep blocks the whole thread.
--- Why not wrk's delay(): gunicorn's sync workers close the connection after each answer,
--- and wrk reconnects at once and only then runs delay(), so every pause would hold an
--- idle, accepted connection on which a sync worker blocks, waiting for the request: the
--- latency would measure that, not the API. Sleeping inside response() comes first: the
--- response is timed, then the thread sleeps, then it reconnects and sends at once.
+-- PAUSE_MS > 0 paces the load (wrk has no constant-rate mode): before each request a
+-- connection waits a random time, uniform on [0, 2 × PAUSE_MS] (mean PAUSE_MS; the spread
+-- keeps connections from marching in step). wrk runs delay() after it has (re)connected,
+-- so each pause holds an open connection with no request on it yet: the bench gives
+-- gunicorn a listening socket with TCP_DEFER_ACCEPT, so a sync worker accepts it only
+-- once the request has arrived, instead of blocking on it for the pause.
 --
 -- done() prints one line for the bench to parse (latency in microseconds):
 --   WRK_RESULT requests=… duration_us=… mean_us=… p50_us=… p90_us=… p99_us=… max_us=…
 --              non2xx=… connect=… read=… write=… timeout=…
-
-local ffi = require("ffi")
-ffi.cdef([[int poll(void *fds, unsigned long nfds, int timeout);]])
 
 local tokens = {}
 local pause_ms = 0
@@ -40,21 +34,20 @@ function init(args)
    end
    pause_ms = tonumber(args[2] or "0") or 0
    if pause_ms <= 0 then
-      -- wrk looks for response() after init(): without it, it skips header parsing.
-      response = nil
+      -- wrk looks for delay() after init(): without it, no timer at all between requests.
+      delay = nil
    end
    -- A different sequence per thread: the address of a fresh table differs per state.
    math.randomseed(os.time() + tonumber(string.match(tostring({}), "0x(%x+)") or "0", 16))
 end
 
+function delay()
+   return math.random() * 2 * pause_ms
+end
+
 function request()
    local token = tokens[math.random(#tokens)]
    return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. token })
-end
-
--- Called after the response is timed and before wrk reconnects (see above).
-function response(status, headers, body)
-   ffi.C.poll(nil, 0, math.floor(math.random() * 2 * pause_ms + 0.5))
 end
 
 -- Runs once, in the main state, with the merged statistics.

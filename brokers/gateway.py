@@ -167,6 +167,24 @@ class CloseResult:
     ambiguous: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """Outcome of one market order that opens a position.
+
+    ``ticket`` is the new position's ticket when ``done``. ``volume`` may be below the
+    requested one (a partial fill). ``ambiguous`` means the outcome is unknown.
+    """
+
+    retcode: int
+    comment: str
+    ticket: int | None
+    price: Decimal | None
+    volume: Decimal | None
+    done: bool
+    retryable: bool
+    ambiguous: bool
+
+
 @runtime_checkable
 class BrokerGateway(Protocol):
     """One broker account, seen through one adapter."""
@@ -182,3 +200,6 @@ class BrokerGateway(Protocol):
     def symbol_spec(self, symbol: str) -> SymbolSpec: ...
 
     def close_position(self, ticket: int, volume: Decimal | None, tag: str) -> CloseResult: ...
+
+    def open_position(self, symbol: str, side: Side, volume: Decimal, *, sl: Decimal | None,
+                      tp: Decimal | None, tag: str) -> OrderResult: ...

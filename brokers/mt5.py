@@ -34,6 +34,7 @@ from brokers.gateway import (
     CloseResult,
     Deal,
     DealReason,
+    OrderResult,
     Quote,
     Side,
     SymbolSpec,
@@ -337,6 +338,47 @@ class Mt5Gateway:
             price=_number(result, "price", minimum=0) if done else None,
             volume=_number(result, "volume", minimum=0) if done else None,
             deal=_integer(result, "deal") or None,
+            done=done,
+            retryable=retcode in mt5_api.RETRYABLE_RETCODES,
+            ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
+        )
+
+    def open_position(self, symbol: str, side: Side, volume: Decimal, *, sl: Decimal | None,
+                      tp: Decimal | None, tag: str) -> OrderResult:
+        """Open a market position of ``volume`` lots with the bot's magic and ``tag`` as the
+        comment (MetaTrader 5: order_send, TRADE_ACTION_DEAL), at a fresh quote with
+        ``DEFAULT_DEVIATION_POINTS``. ``None`` from order_send is ambiguous."""
+        spec = self.symbol_spec(symbol)
+        quote = self.quote(symbol)
+        buying = side is Side.BUY
+        request = {
+            "action": mt5_api.TRADE_ACTION_DEAL,
+            "symbol": symbol,
+            "volume": float(volume),
+            "type": mt5_api.ORDER_TYPE_BUY if buying else mt5_api.ORDER_TYPE_SELL,
+            "price": float(quote.ask if buying else quote.bid),
+            "sl": float(sl) if sl is not None else 0.0,
+            "tp": float(tp) if tp is not None else 0.0,
+            "deviation": DEFAULT_DEVIATION_POINTS,
+            "magic": self.magic,
+            "comment": tag[:26],
+            "type_time": mt5_api.ORDER_TIME_GTC,
+            "type_filling": (mt5_api.ORDER_FILLING_FOK if "fok" in spec.filling_modes
+                             else mt5_api.ORDER_FILLING_IOC),
+        }
+        result = self.terminal.order_send(request)
+        if result is None:
+            code, message = self.terminal.last_error()
+            return OrderResult(retcode=code, comment=message, ticket=None, price=None,
+                               volume=None, done=False, retryable=False, ambiguous=True)
+        retcode = _integer(result, "retcode")
+        done = retcode in (mt5_api.TRADE_RETCODE_DONE, mt5_api.TRADE_RETCODE_DONE_PARTIAL)
+        return OrderResult(
+            retcode=retcode,
+            comment=_text(result, "comment"),
+            ticket=(_integer(result, "order") or None) if done else None,
+            price=_number(result, "price", minimum=0) if done else None,
+            volume=_number(result, "volume", minimum=0) if done else None,
             done=done,
             retryable=retcode in mt5_api.RETRYABLE_RETCODES,
             ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,

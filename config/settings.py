@@ -237,6 +237,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+DEMO_BOT = env.bool("DEMO_BOT", default=False)
+if DEMO_BOT:  # the demo's trading bot (reconciliation/demo.py); never in production
+    CELERY_BEAT_SCHEDULE["demo-bot"] = {
+        "task": "reconciliation.tasks.demo_bot_step",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    }
+
 # --- the platform's own settings (names and defaults as DESIGN.md lists them) ---
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 if not FIELD_ENCRYPTION_KEYS:

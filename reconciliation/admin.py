@@ -23,9 +23,18 @@ class ExpectedTradeAdmin(admin.ModelAdmin):
         return False
 
 
+SKIP = {"tag", "ticket", "symbol", "side"}  # already in their own columns
+
+
+def figures_line(figures: dict) -> str:
+    """A divergence's figures on one line: "reason=sl close_price=1.08942 gap_points=663"."""
+    line = " ".join(f"{k}={v}" for k, v in figures.items() if k not in SKIP and v != "")
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
 @admin.register(OpenDivergence)
 class OpenDivergenceAdmin(admin.ModelAdmin):
-    list_display = ("kind", "account", "ticket", "expected_trade", "opened_at", "figures")
+    list_display = ("kind", "account", "ticket", "expected_trade", "opened_at", "what")
     list_filter = ("kind",)
     search_fields = ("account__login", "key", "ticket")
     list_select_related = ("account", "expected_trade")
@@ -39,11 +48,15 @@ class OpenDivergenceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="Figures")
+    def what(self, obj: ReconciliationLog) -> str:
+        return figures_line(obj.figures)
+
 
 @admin.register(ReconciliationLog)
 class ReconciliationLogAdmin(admin.ModelAdmin):
     list_display = ("created_at", "account", "kind", "event", "ticket", "expected_trade",
-                    "figures")
+                    "what")
     list_filter = ("kind", "event", "account")
     search_fields = ("account__login", "key", "ticket")
     list_select_related = ("account", "expected_trade")

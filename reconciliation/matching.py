@@ -7,8 +7,10 @@ Matching, in this order (each position and each expected trade is used at most o
 
 1. **By tag.** A position whose ``magic`` is the bot's and whose comment carries a tag
    (``extract_tag``) is matched to the expected trade with that tag, whatever its volume
-   (a partial fill keeps its tag).
-2. **By shape.** A position without a tag is matched to an unmatched expected trade of the
+   (a partial fill keeps its tag), provided symbol and side agree.
+2. **By shape.** A position with the bot's magic but no tag (the broker lost or rewrote
+   the comment; a person's position is never claimed, and a tag that named no trade does
+   not fall back to shape) is matched to an unmatched expected trade of the
    same symbol and side whose volume is within ``volume_percent`` and whose ``created_at``
    is within ``open_window`` of the position's opening time; among candidates the closest
    volume, then the closest time, then the lowest id wins. Positions are visited in

@@ -269,9 +269,15 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
         def do_POST(self) -> None:
             try:
                 body = self._handle()
-                self._reply(200, body)
             except BadRequest as exc:
                 self._reply(exc.status, {"code": exc.code, "message": exc.message})
+                return
+            except Exception as exc:
+                logger.exception("terminal call failed")
+                self._reply(500, {"code": "terminal_error",
+                                  "message": f"{type(exc).__name__}: {exc}"[:500]})
+                return
+            self._reply(200, body)
 
         def _handle(self) -> dict[str, Any]:
             if self.path != "/v1/call":
@@ -333,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=20, help="--sim: demo roster size")
     parser.add_argument("--start-bar", type=int, default=0, help="--sim: first bar to replay")
     parser.add_argument("--bot", action="store_true", help="--sim: run the demo trading bot")
+    parser.add_argument("--no-initial-orders", action="store_true",
+                        help="--sim: create the roster's accounts without positions")
     parser.add_argument("--bench-accounts", type=int, default=0,
                         help="--sim: extra accounts for bench/ (5 positions each)")
     args = parser.parse_args(argv)
@@ -345,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         terminal, background = build_demo_terminal(
             bar_seconds=args.bar_seconds, manual=args.manual_clock, members=args.members,
             start_bar=args.start_bar, bot=args.bot, bench_accounts=args.bench_accounts,
+            initial_orders=not args.no_initial_orders,
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows

@@ -49,14 +49,22 @@ def seed_bench_accounts(terminal: SimTerminal, *, accounts: int, positions: int)
 
 
 def build_demo_terminal(*, bar_seconds: float, manual: bool, members: int, start_bar: int,
-                        bot: bool, bench_accounts: int = 0, bench_positions: int = 5
+                        bot: bool, bench_accounts: int = 0, bench_positions: int = 5,
+                        initial_orders: bool = True,
                         ) -> tuple[SimTerminal, list[Callable[[], None]]]:
     """A terminal seeded with the demo roster; returns it and what to start in background."""
     bars = load_bars()
     clock = ReplayClock(bar_seconds=bar_seconds, start_index=start_bar, manual=manual)
     terminal = BridgedSimTerminal(bars=bars, clock=clock)
     roster = demo_roster(n_members=members) if members > 0 else []
-    tickets = seed_terminal(terminal, roster)
+    if initial_orders:
+        tickets = seed_terminal(terminal, roster)
+    else:  # the accounts only: the platform's demo trader places every bot position
+        tickets = {}
+        for member in roster:
+            for spec in member.accounts:
+                terminal.sim_add_account(spec)
+                tickets[spec.login] = []
     if bench_accounts:
         seed_bench_accounts(terminal, accounts=bench_accounts, positions=bench_positions)
     logger.info("simulated terminal: %d accounts, %d bot positions, %s",

@@ -52,4 +52,8 @@ curl -fsS http://127.0.0.1:8000/metrics | grep -E '^mt5_position_sync_total\{res
 curl -fsS http://127.0.0.1:9808/metrics | grep -E '^positions_fetch_duration_seconds_count' | head -2 \
   || { echo "smoke: the worker's metrics port has no positions_fetch_duration_seconds"; exit 1; }
 curl -fsS -o /dev/null -w "smoke: admin login page HTTP %{http_code}\n" http://127.0.0.1:8000/admin/login/
+# The demo bot's scripted imperfections, and the real 2017-04-23 weekend gap (~2 min in).
+.venv/bin/python manage.py reconciliation_check --timeout 300 \
+  --kinds missing,unexpected,manual,partial_fill,slippage,sl_tp_mismatch,closed_externally,gap \
+  || { tail -60 "$work/demo.log"; exit 1; }
 echo "smoke: ok"

@@ -1,0 +1,172 @@
+"""The demo's trading bot: registers expected trades, then executes them on the simulated
+terminal through the real gateway, with the imperfections real execution has.
+
+Demo only (``DEMO_BOT=true``, set by ``scripts/demo``); it uses the simulated terminal's
+``sim_*`` calls to inject a partial fill, slippage, a hand close and a manual position.
+Each scripted imperfection runs once per account (keyed by ``signal_ref``), on the accounts
+in login order:
+
+0. trades normally, and later closes its own position (no divergence)
+1. a partial fill (half the volume)                       → partial_fill
+2. a fill 40 points worse than requested                   → slippage
+3. a registered trade whose order never reaches the broker → missing (after the grace)
+4. a position a person closes by hand                      → closed_externally (client)
+5. a SELL with its stop at 1.08000, held into the 2017-04-21 → 04-23 weekend: the Sunday
+   open (1.08930) jumps the stop                           → closed_externally (sl) + gap
+6. a position a person opens by hand (magic 0)             → manual
+7. a stop loss 30 points away from the registered one      → sl_tp_mismatch
+8. a bot order nobody registered                           → unexpected
+
+Every other account trades normally: at most two open bot positions, closed by the bot.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.gateways import account_gateway
+from accounts.models import TradingAccount
+from brokers import mt5_api
+from brokers.bridge.client import BridgeTerminal
+from brokers.errors import BrokerError
+from brokers.gateway import Side
+from reconciliation.models import ExpectedTrade
+from reconciliation.services import expected_trade_register
+
+logger = logging.getLogger(__name__)
+
+SYMBOL = "EURUSD"
+POINT = Decimal("0.00001")
+SCENARIOS = ("normal", "partial_fill", "slippage", "missing", "hand_close", "weekend_gap",
+             "manual", "sl_mismatch", "unexpected")
+HAND_CLOSE_AFTER = timedelta(seconds=20)
+BOT_CLOSE_AFTER = timedelta(seconds=40)
+
+
+def _sim() -> BridgeTerminal:
+    return BridgeTerminal(settings.MT5_BRIDGE_URL, settings.MT5_BRIDGE_TOKEN,
+                          timeout=settings.MT5_CONNECTION_TIMEOUT)
+
+
+def _volume(account: TradingAccount) -> Decimal:
+    """About 1 % of the balance at risk over 300 points: balance / 30000 lots, on the step."""
+    balance = account.balance or Decimal(1000)
+    lots = (balance / Decimal(30000)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    return min(max(lots, Decimal("0.01")), Decimal("5.00"))
+
+
+def _place(account: TradingAccount, trade: ExpectedTrade, *, sl: Decimal | None = None,
+           volume: Decimal | None = None) -> int | None:
+    """Send a registered trade through the gateway; returns the position ticket."""
+    gateway = account_gateway(account)
+    result = gateway.open_position(
+        trade.symbol, Side(trade.side), volume or trade.volume,
+        sl=trade.sl if sl is None else sl, tp=trade.tp, tag=trade.tag)
+    if not result.done:
+        logger.info("demo bot: %s order refused (%s %s)", trade.tag, result.retcode,
+                    result.comment)
+        ExpectedTrade.objects.filter(pk=trade.pk, status=ExpectedTrade.Status.PENDING).update(
+            status=ExpectedTrade.Status.FAILED)
+        return None
+    return result.ticket
+
+
+def _register(account: TradingAccount, side: str, *, ref: str, sl_points: int | None = 1000,
+              tp_points: int | None = 2000, sl: Decimal | None = None,
+              volume: Decimal | None = None) -> ExpectedTrade:
+    bid, ask = (Decimal(str(x)) for x in _sim().sim("sim_quote", SYMBOL))
+    price = ask if side == "buy" else bid
+    sign = 1 if side == "buy" else -1
+    if sl is None and sl_points:
+        sl = price - sign * sl_points * POINT
+    tp = price + sign * tp_points * POINT if tp_points else None
+    return expected_trade_register(account=account, symbol=SYMBOL, side=side,
+                                   volume=volume or _volume(account), requested_price=price,
+                                   sl=sl,
+                                   tp=tp, signal_ref=ref)
+
+
+def _scenario(account: TradingAccount, name: str) -> None:
+    ref = f"demo:{name}:{account.login}"
+    login = int(account.login)
+    sim = _sim()
+    done = ExpectedTrade.objects.filter(account=account, signal_ref=ref).first()
+    if name == "hand_close" and done and done.ticket and done.status == "open" and \
+            done.opened_at and timezone.now() - done.updated_at > HAND_CLOSE_AFTER:
+        # the trade stays "open" here until the next sync notices: close only once
+        if any(p.ticket == done.ticket for p in sim.sim("sim_positions", login)):
+            sim.sim("sim_close", login, done.ticket, reason=mt5_api.DEAL_REASON_CLIENT)
+        return
+    if done is not None or name == "normal":
+        return
+    if name in ("manual", "unexpected"):
+        if name == "manual":
+            sim.sim("sim_open", login, SYMBOL, "buy", str(_volume(account)), magic=0,
+                    comment="by hand")
+        else:
+            sim.sim("sim_open", login, SYMBOL, "sell", str(_volume(account)),
+                    magic=settings.BOT_MAGIC, comment="retry-7")
+        # remember that it ran: a cancelled marker trade, never matched
+        marker = _register(account, "buy", ref=ref)
+        ExpectedTrade.objects.filter(pk=marker.pk).update(
+            status=ExpectedTrade.Status.CANCELLED)
+        return
+    if name == "weekend_gap":
+        trade = _register(account, "sell", ref=ref, sl=Decimal("1.08000"), tp_points=None)
+        _place(account, trade)
+        return
+    # a partial fill of the smallest volume would round to nothing: trade at least 0.10 lot
+    volume = max(_volume(account), Decimal("0.10")) if name == "partial_fill" else None
+    # wide stop, no target: the imperfection stays visible until the bot or a person acts
+    trade = _register(account, "buy" if login % 2 else "sell", ref=ref, volume=volume,
+                      sl_points=None if name == "hand_close" else 2500, tp_points=None)
+    if name == "missing":
+        return  # the order is "lost": never sent
+    if name == "partial_fill":
+        sim.sim("sim_inject_fault", "partial_fill", method="order_send", login=login,
+                fraction=0.5)
+    elif name == "slippage":
+        sim.sim("sim_inject_fault", "slippage", method="order_send", login=login, points=40)
+    if name == "sl_mismatch" and trade.sl is not None:
+        sign = 1 if trade.side == "sell" else -1  # further from the price
+        _place(account, trade, sl=trade.sl + sign * 30 * POINT)
+        return
+    _place(account, trade)
+
+
+def _trade_normally(account: TradingAccount, rng: random.Random) -> None:
+    live = list(ExpectedTrade.objects.filter(
+        account=account, status=ExpectedTrade.Status.OPEN, signal_ref__startswith="demo:bot:"))
+    now = timezone.now()
+    for trade in live:
+        if trade.ticket and now - trade.updated_at > BOT_CLOSE_AFTER and rng.random() < 0.3:
+            account_gateway(account).close_position(trade.ticket, None, f"{trade.tag} x")
+    pending = ExpectedTrade.objects.filter(
+        account=account, status=ExpectedTrade.Status.PENDING,
+        signal_ref__startswith="demo:bot:").exists()
+    if len(live) < 2 and not pending:
+        n = ExpectedTrade.objects.filter(account=account,
+                                         signal_ref__startswith="demo:bot:").count()
+        trade = _register(account, rng.choice(("buy", "sell")), ref=f"demo:bot:{n}")
+        _place(account, trade)
+
+
+def demo_bot_step(*, step: int) -> None:
+    """One round over the demo accounts. Safe to repeat: scenarios run once each."""
+    accounts = list(TradingAccount.objects.filter(
+        is_active=True, credentials_read_only=False,
+        sync_status=TradingAccount.SyncStatus.HEALTHY).order_by("login"))
+    for index, account in enumerate(accounts):
+        rng = random.Random(f"{account.login}:{step}")  # noqa: S311 - demo trading, not crypto
+        try:
+            if index < len(SCENARIOS):
+                _scenario(account, SCENARIOS[index])
+            _trade_normally(account, rng)
+        except BrokerError as exc:  # the terminal said no: try again next step
+            logger.warning("demo bot: account %s: %s", account.login, exc)
