@@ -49,7 +49,7 @@ class OpenDivergenceAdmin(admin.ModelAdmin):
         return False
 
     @admin.display(description="Figures")
-    def what(self, obj: ReconciliationLog) -> str:
+    def what(self, obj: OpenDivergence) -> str:
         return figures_line(obj.figures)
 
 
@@ -70,3 +70,7 @@ class ReconciliationLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Figures")
+    def what(self, obj: ReconciliationLog) -> str:
+        return figures_line(obj.figures)

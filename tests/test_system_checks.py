@@ -1,0 +1,15 @@
+"""Django's system checks (admin, models, settings) pass: what `manage.py check` runs."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+
+def test_system_checks_pass():
+    call_command("check", fail_level="WARNING")
+
+
+@pytest.mark.django_db
+def test_no_missing_migrations():
+    call_command("makemigrations", check=True, dry_run=True, verbosity=0)
