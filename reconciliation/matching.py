@@ -327,12 +327,13 @@ class _Reconciler:
             if h.magic != bot_magic or h.ticket in self.used_tickets:
                 continue
             tag = extract_tag(h.comment)
-            e = by_tag.get(tag) if tag is not None else None
+            found = by_tag.get(tag) if tag is not None else None
             # A tag naming a trade on another symbol or side is not trusted: the position
             # is left unexpected and the trade missing, so a person looks at both.
-            if e is None or e.id in self.matches or (e.symbol, e.side) != (h.symbol, h.side):
+            if found is None or found.id in self.matches or (
+                    (found.symbol, found.side) != (h.symbol, h.side)):
                 continue
-            self.matches[e.id] = h
+            self.matches[found.id] = h
             self.used_tickets.add(h.ticket)
 
     def match_by_shape(self) -> None:
