@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import TradingAccount, User
+from accounts.models import DeviceKey, TradingAccount, User
 
 
 @admin.register(User)
@@ -67,3 +67,25 @@ class TradingAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Drawdown (of peak)", ordering="drawdown_percent")
     def drawdown_shown(self, obj: TradingAccount) -> str:
         return "-" if obj.drawdown_percent is None else f"{obj.drawdown_percent:.2f} %"
+
+
+@admin.register(DeviceKey)
+class DeviceKeyAdmin(admin.ModelAdmin):
+    list_display = ("key_id", "name", "account", "fingerprint", "created_at", "last_used_at",
+                    "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("key_id", "name", "account__login")
+    list_select_related = ("account",)
+    readonly_fields = ("key_id", "account", "name", "fingerprint", "created_by", "created_at",
+                       "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:  # created by the member, secret shown once
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset) -> None:
+        from accounts.services import device_key_revoke
+
+        for key in queryset:
+            device_key_revoke(key=key)

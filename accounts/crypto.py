@@ -54,3 +54,11 @@ def credentials_rotate(token: str) -> str:
         return fernet().rotate(token.encode()).decode()
     except InvalidToken:
         raise CredentialsUnreadable("stored broker credentials cannot be decrypted") from None
+
+
+def secret_decrypt(token: str) -> str:
+    """A secret stored with ``fernet().encrypt`` (device keys). Raises CredentialsUnreadable."""
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise CredentialsUnreadable("stored secret cannot be decrypted") from None

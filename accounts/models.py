@@ -91,6 +91,8 @@ class TradingAccount(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     sync_cadence_seconds = models.PositiveIntegerField(default=10)
     next_sync_at = models.DateTimeField(null=True, blank=True)
+    last_snapshot_at = models.DateTimeField(
+        null=True, blank=True, help_text="Terminal time of the last pushed snapshot applied")
     sync_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
 
@@ -111,3 +113,26 @@ class TradingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.login}@{self.server}"
+
+
+class DeviceKey(models.Model):
+    """A key an Expert Advisor signs its account snapshots with (HMAC-SHA256).
+
+    The secret is shown once, at creation. An HMAC verifier needs the secret itself, so it
+    is kept encrypted (FIELD_ENCRYPTION_KEYS), never in clear; ``fingerprint`` (SHA-256 of
+    the secret) identifies it in the admin without revealing it.
+    """
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="device_keys")
+    name = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=32, unique=True)
+    secret_encrypted = models.TextField(editable=False)
+    fingerprint = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({self.name})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -194,3 +195,34 @@ def trading_account_credentials_rotate() -> int:
             TradingAccount.objects.filter(pk=account.pk).update(credentials_encrypted=token)
             rotated += 1
     return rotated
+
+
+def device_key_create(*, account: TradingAccount, name: str,
+                      created_by: User | None) -> tuple[Any, str]:
+    """A new device key for ``account``; returns (key, secret). The secret is shown once."""
+    import hashlib
+    import secrets as _secrets
+
+    from accounts.models import DeviceKey
+
+    secret = _secrets.token_urlsafe(32)
+    key = DeviceKey.objects.create(
+        account=account, name=name, key_id=f"dk_{_secrets.token_hex(8)}",
+        secret_encrypted=fernet_encrypt(secret),
+        fingerprint=hashlib.sha256(secret.encode()).hexdigest(), created_by=created_by,
+    )
+    return key, secret
+
+
+def device_key_revoke(*, key: Any) -> None:
+    """Revoke a device key; its signatures are refused from now on. Idempotent."""
+    from accounts.models import DeviceKey
+
+    DeviceKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+
+
+def fernet_encrypt(text: str) -> str:
+    from accounts.crypto import fernet
+
+    return fernet().encrypt(text.encode()).decode()

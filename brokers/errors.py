@@ -40,6 +40,12 @@ class BrokerBadReply(BrokerError):
     code = "broker_bad_reply"
 
 
+class BrokerUnknownSymbol(BrokerError):
+    """The broker does not offer this symbol (MetaTrader 5: symbol_info is None, not found)."""
+
+    code = "unknown_symbol"
+
+
 class BrokerAccountMismatch(BrokerBadReply):
     """The terminal answered for another account than the one asked for."""
 

@@ -27,6 +27,7 @@ from brokers.errors import (
     BrokerError,
     BrokerTimeout,
     BrokerUnavailable,
+    BrokerUnknownSymbol,
 )
 from brokers.gateway import (
     AccountState,
@@ -270,7 +271,13 @@ class Mt5Gateway:
 
     def symbol_spec(self, symbol: str) -> SymbolSpec:
         """Contract size, tick size/value and volume rules (MetaTrader 5: symbol_info)."""
-        info = self._read("symbol_info", symbol)
+        self.connect()
+        info = self.terminal.symbol_info(symbol)
+        if info is None:
+            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
+                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
+                                          detail={"symbol": symbol})
+            raise self._failure("symbol_info")
         filling = _integer(info, "filling_mode")
         modes = {name for flag, name in ((mt5_api.SYMBOL_FILLING_FOK, "fok"),
                                          (mt5_api.SYMBOL_FILLING_IOC, "ioc")) if filling & flag}
@@ -342,6 +349,24 @@ class Mt5Gateway:
             retryable=retcode in mt5_api.RETRYABLE_RETCODES,
             ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
         )
+
+    def margin_required(self, symbol: str, side: Side, volume: Decimal,
+                        price: Decimal) -> Decimal:
+        """Margin for ``volume`` lots at ``price``, in the account currency (MetaTrader 5:
+        order_calc_margin). Raises BrokerUnknownSymbol or BrokerUnavailable."""
+        self.connect()
+        action = mt5_api.ORDER_TYPE_BUY if side is Side.BUY else mt5_api.ORDER_TYPE_SELL
+        result = self.terminal.order_calc_margin(action, symbol, float(volume), float(price))
+        if result is None:
+            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
+                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
+                                          detail={"symbol": symbol})
+            raise self._failure("order_calc_margin")
+        if isinstance(result, bool) or not isinstance(result, (int, float)) or \
+                not math.isfinite(result) or result < 0:
+            raise BrokerBadReply(f"order_calc_margin answered {result!r}",
+                                 detail={"field": "margin"})
+        return Decimal(repr(result)) if isinstance(result, float) else Decimal(result)
 
     def open_position(self, symbol: str, side: Side, volume: Decimal, *, sl: Decimal | None,
                       tp: Decimal | None, tag: str) -> OrderResult:

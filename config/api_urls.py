@@ -6,6 +6,7 @@ from django.urls import path, register_converter
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimaryApi
+from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
 from config.api import AnyIdConverter
 from positions.apis import (
     AccountEquityApi,
@@ -14,6 +15,7 @@ from positions.apis import (
     PrimaryPositionsApi,
 )
 from reconciliation.apis import ExpectedTradeCreateApi, UserReconciliationApi
+from risk.apis import PositionSizeApi, RiskConfigApi, RiskConfigHistoryApi
 
 register_converter(AnyIdConverter, "anyid")
 
@@ -32,6 +34,12 @@ urlpatterns = [
          name="account-equity"),
     path("positions", PrimaryPositionsApi.as_view(), name="positions"),
     path("trades", ExpectedTradeCreateApi.as_view(), name="trades"),
+    path("devices", DeviceKeyListCreateApi.as_view(), name="devices"),
+    path("devices/sync", DeviceSyncApi.as_view(), name="device-sync"),
+    path("devices/<anyid:key_id>", DeviceKeyRevokeApi.as_view(), name="device"),
+    path("risk/config", RiskConfigApi.as_view(), name="risk-config"),
+    path("risk/config/history", RiskConfigHistoryApi.as_view(), name="risk-config-history"),
+    path("risk/position-size", PositionSizeApi.as_view(), name="position-size"),
     path("reconciliation/<anyid:user_id>", UserReconciliationApi.as_view(),
          name="reconciliation"),
 ]

@@ -187,6 +187,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SideEnum": ["buy", "sell"],
+                            "PositionSideEnum": [("buy", "Buy"), ("sell", "Sell")]},
     # Ids are positive integers; the lenient converter only exists to answer a JSON 400.
     "PATH_CONVERTER_OVERRIDES": {"anyid": {"type": "integer", "minimum": 1,
                                            "maximum": 2**63 - 1}},
@@ -233,7 +235,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sync-logs-prune": {
         "task": "positions.tasks.sync_logs_prune",
-        "schedule": 3600.0,
+        "schedule": 86400.0,  # daily
     },
 }
 
@@ -265,6 +267,13 @@ SYNC_LOG_RETENTION_DAYS = int(_positive("SYNC_LOG_RETENTION_DAYS", 90))
 BOT_MAGIC = env.int("BOT_MAGIC", default=20240101)
 DEFAULT_FIXED_RISK_PERCENT = _positive("DEFAULT_FIXED_RISK_PERCENT", 3.0)
 MARGIN_BUFFER_PERCENT = _positive("MARGIN_BUFFER_PERCENT", 20.0)
+ENTRY_SPLIT_PERCENTS = (env.float("ENTRY_SPLIT_1_PERCENT", default=50.0),
+                        env.float("ENTRY_SPLIT_2_PERCENT", default=35.0),
+                        env.float("ENTRY_SPLIT_3_PERCENT", default=15.0))
+if abs(sum(ENTRY_SPLIT_PERCENTS) - 100) > 1e-9 or min(ENTRY_SPLIT_PERCENTS) < 0:
+    raise ImproperlyConfigured("ENTRY_SPLIT_{1,2,3}_PERCENT must be ≥ 0 and sum to 100")
+DEVICE_SYNC_MAX_AGE_SECONDS = int(_positive("DEVICE_SYNC_MAX_AGE_SECONDS", 300))
+DEVICE_SYNC_MAX_BODY_BYTES = int(_positive("DEVICE_SYNC_MAX_BODY_BYTES", 512_000))
 MAX_DRAWDOWN_PERCENT = _positive("MAX_DRAWDOWN_PERCENT", 20)
 DRAWDOWN_ALERT_THRESHOLD_PERCENT = _positive("DRAWDOWN_ALERT_THRESHOLD_PERCENT", 15)
 MIN_EQUITY = _positive("MIN_EQUITY", 100)

@@ -452,9 +452,18 @@ def sync_mark_stale(*, freshness: timedelta) -> int:
     ).update(sync_status=Status.STALE)
 
 
-def sync_logs_prune(*, older_than: timedelta) -> int:
-    deleted, _ = SyncLog.objects.filter(started_at__lt=timezone.now() - older_than).delete()
-    return deleted
+def sync_logs_prune(*, older_than: timedelta, batch_size: int = 5000) -> int:
+    """Delete sync logs older than ``older_than``, ``batch_size`` rows per statement, so a
+    big first run never holds one huge transaction or lock. Returns the rows deleted."""
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    while True:
+        ids = list(SyncLog.objects.filter(started_at__lt=cutoff)
+                   .values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        count, _ = SyncLog.objects.filter(id__in=ids).delete()
+        deleted += count
 
 
 def positions_force_refresh(*, account: TradingAccount, min_interval: int) -> SyncOutcome:

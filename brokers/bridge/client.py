@@ -186,6 +186,9 @@ class BridgeTerminal:
     def symbol_info_tick(self, symbol: str) -> Any:
         return self._call("symbol_info_tick", symbol)
 
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
+        return self._call("order_calc_margin", action, symbol, volume, price)
+
     def order_send(self, request: dict[str, Any]) -> Any:
         return self._call("order_send", {k: _wire(v) for k, v in request.items()})
 

@@ -65,6 +65,7 @@ ALLOWED_METHODS: dict[str, tuple[int, frozenset[str]]] = {
     "symbol_info": (1, frozenset({"symbol"})),
     "symbol_info_tick": (1, frozenset({"symbol"})),
     "order_send": (1, frozenset({"request"})),
+    "order_calc_margin": (4, frozenset({"action", "symbol", "volume", "price"})),
 }
 # Extra calls of the simulated terminal, served only with --sim.
 SIM_METHODS: dict[str, tuple[int, frozenset[str]]] = {

@@ -43,6 +43,7 @@ from brokers.sim.book import (
     account_tuple,
     deal_tuple,
     epoch,
+    margin_required,
     matches_group,
     money,
     position_tuple,
@@ -247,6 +248,20 @@ class SimTerminal:
         if symbol != SYMBOL:
             return self._fail(mt5.RES_E_NOT_FOUND, None)
         return symbol_tuple(self._quote, self._book().currency, self._spread_points)
+
+    @_api()
+    def order_calc_margin(self, action: int, symbol: str, volume: float,
+                          price: float) -> float | None:
+        """Margin for ``volume`` lots in the logged-in account's currency (MetaTrader 5:
+        order_calc_margin; forex: lots × contract size / leverage, converted)."""
+        if symbol != SYMBOL:
+            return self._fail(mt5.RES_E_NOT_FOUND, None)
+        if action not in (mt5.ORDER_TYPE_BUY, mt5.ORDER_TYPE_SELL) or not volume > 0:
+            return self._fail(mt5.RES_E_INVALID_PARAMS, None)
+        book = self._book()
+        margin = margin_required(Decimal(str(volume)), book.spec.leverage, book.currency,
+                                 self._quote.bid)
+        return float(money(margin))
 
     @_api()
     def symbol_info_tick(self, symbol: str) -> mt5.Tick | None:
