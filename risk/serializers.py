@@ -69,16 +69,13 @@ class PositionSizeOutput(serializers.Serializer):
     rejection_detail = serializers.CharField(allow_blank=True)
     global_risk_percent = serializers.DecimalField(max_digits=6, decimal_places=2)
     allocated_risk_amount = serializers.DecimalField(**MONEY)
-    volume_entry_1 = serializers.DecimalField(**LOTS, source="volume_entries.0")
-    volume_entry_2 = serializers.DecimalField(**LOTS, source="volume_entries.1")
-    volume_entry_3 = serializers.DecimalField(**LOTS, source="volume_entries.2")
+    volume_entry_1 = serializers.DecimalField(**LOTS)
+    volume_entry_2 = serializers.DecimalField(**LOTS)
+    volume_entry_3 = serializers.DecimalField(**LOTS)
     total_volume = serializers.DecimalField(**LOTS)
-    estimated_margin_entry_1 = serializers.DecimalField(**MONEY,
-                                                        source="estimated_margin_entries.0")
-    estimated_margin_entry_2 = serializers.DecimalField(**MONEY,
-                                                        source="estimated_margin_entries.1")
-    estimated_margin_entry_3 = serializers.DecimalField(**MONEY,
-                                                        source="estimated_margin_entries.2")
+    estimated_margin_entry_1 = serializers.DecimalField(**MONEY)
+    estimated_margin_entry_2 = serializers.DecimalField(**MONEY)
+    estimated_margin_entry_3 = serializers.DecimalField(**MONEY)
     total_estimated_margin = serializers.DecimalField(**MONEY)
     available_margin = serializers.DecimalField(**MONEY)
     margin_utilization_percent = serializers.DecimalField(max_digits=12, decimal_places=2,

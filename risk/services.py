@@ -232,7 +232,11 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
                         signal_ref=signal_id, approval_ref=f"signal:{signal_id}",
                         entry_number=number)
                     tags.append(trade.tag)
-    return {**answer, "log_id": log.pk, "expected_trades": tags,
+    flat = {f"{name}_{n}": value
+            for name, values in (("volume_entry", answer["volume_entries"]),
+                                 ("estimated_margin_entry", answer["estimated_margin_entries"]))
+            for n, value in enumerate(values, start=1)}
+    return {**answer, **flat, "log_id": log.pk, "expected_trades": tags,
             "config_version": config.version}
 
 

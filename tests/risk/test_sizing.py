@@ -429,7 +429,8 @@ def sizing_inputs(draw, *, free_margin: D | None = None) -> SizingInput:
         st.integers(min_value=1, max_value=100_000).map(
             lambda t: entry + direction * t * tick_size)))
     step = draw(st.sampled_from([D("0.001"), D("0.01"), D("0.1"), D("1")]))
-    volume_min = step * draw(st.integers(min_value=1, max_value=100))
+    # usually one step (as most brokers set it), sometimes more
+    volume_min = step * draw(st.one_of(st.just(1), st.integers(min_value=1, max_value=100)))
     volume_max = volume_min + draw(st.decimals(min_value=D("0"), max_value=D("10000"),
                                                places=3))
     a = draw(st.integers(min_value=0, max_value=10_000))
