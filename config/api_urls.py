@@ -8,6 +8,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimaryApi
 from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
 from config.api import AnyIdConverter
+from guards.apis import GuardsApi, ManualCloseApi, PlatformStateApi
 from positions.apis import (
     AccountEquityApi,
     AccountPositionsApi,
@@ -34,6 +35,9 @@ urlpatterns = [
          name="account-equity"),
     path("positions", PrimaryPositionsApi.as_view(), name="positions"),
     path("trades", ExpectedTradeCreateApi.as_view(), name="trades"),
+    path("guards", GuardsApi.as_view(), name="guards"),
+    path("guards/manual-close", ManualCloseApi.as_view(), name="manual-close"),
+    path("guards/platform", PlatformStateApi.as_view(), name="platform-state"),
     path("devices", DeviceKeyListCreateApi.as_view(), name="devices"),
     path("devices/sync", DeviceSyncApi.as_view(), name="device-sync"),
     path("devices/<anyid:key_id>", DeviceKeyRevokeApi.as_view(), name="device"),

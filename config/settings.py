@@ -214,6 +214,7 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "sync"
 CELERY_TASK_ROUTES = {
+    "guards.tasks.close_request_execute": {"queue": "close"},
     "positions.tasks.*": {"queue": "sync"},
     "guards.tasks.*": {"queue": "guards"},
     "notifications.tasks.*": {"queue": "notify"},
@@ -277,6 +278,10 @@ DEVICE_SYNC_MAX_BODY_BYTES = int(_positive("DEVICE_SYNC_MAX_BODY_BYTES", 512_000
 MAX_DRAWDOWN_PERCENT = _positive("MAX_DRAWDOWN_PERCENT", 20)
 DRAWDOWN_ALERT_THRESHOLD_PERCENT = _positive("DRAWDOWN_ALERT_THRESHOLD_PERCENT", 15)
 MIN_EQUITY = _positive("MIN_EQUITY", 100)
+PRE_LIQUIDATION_WARNING_SECONDS = int(_positive("PRE_LIQUIDATION_WARNING_SECONDS", 10))
+PRICE_GAP_ALERT_PERCENT = _positive("PRICE_GAP_ALERT_PERCENT", 5)
+BID_ASK_SPREAD_MAX_PERCENT = _positive("BID_ASK_SPREAD_MAX_PERCENT", 0.5)
+MIN_LIQUIDITY_VOLUME_LOTS = _positive("MIN_LIQUIDITY_VOLUME_LOTS", 10)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 # The execution service registers expected trades with this token (empty: owner only).
 EXECUTION_SERVICE_TOKEN = env.str("EXECUTION_SERVICE_TOKEN", default="")

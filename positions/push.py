@@ -260,8 +260,10 @@ def device_snapshot_apply(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[s
     if outcome.synced:
         TradingAccount.objects.filter(pk=account.pk).update(last_snapshot_at=taken_at)
         DeviceKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        from guards.services import accounts_guard
         from reconciliation.services import accounts_reconcile
 
         accounts_reconcile(account_ids=outcome.synced)
+        accounts_guard(account_ids=outcome.synced)
     return {"status": "applied" if outcome.synced else "skipped", "account_id": account.pk,
             "positions": len(snapshot["positions"])}

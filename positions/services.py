@@ -407,9 +407,12 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
     outcome.skipped.extend(a for a in account_ids if a not in leased)
     if outcome.synced:
         # Pipeline step 3, for the accounts read successfully in this cycle only.
+        from guards.services import accounts_guard
         from reconciliation.services import accounts_reconcile
 
         accounts_reconcile(account_ids=outcome.synced)
+        # Step 4, on figures that were just read: never on a stale or failed read.
+        accounts_guard(account_ids=outcome.synced)
     return outcome
 
 

@@ -43,6 +43,15 @@ def expected_trade_register(*, account: TradingAccount, symbol: str, side: str,
     retried registration returns the first row. The tag is ``bo-`` + 10 random base-32
     characters (13 characters, within MetaTrader 5's comment length).
     """
+    from guards.services import platform_state_get
+
+    if platform_state_get() != "active":
+        from rest_framework import status as http
+
+        from config.errors import ApplicationError
+
+        raise ApplicationError("The platform is not active: no new expected trades.",
+                               code="platform_not_active", status_code=http.HTTP_409_CONFLICT)
     fields = dict(symbol=symbol, side=side, volume=volume, requested_price=requested_price,
                   sl=sl, tp=tp, magic=settings.BOT_MAGIC if magic is None else magic,
                   signal_ref=signal_ref, entry_number=entry_number)

@@ -28,7 +28,7 @@ class RiskConfigurationForm(forms.ModelForm):
 class RiskConfigurationAdmin(admin.ModelAdmin):
     form = RiskConfigurationForm
     list_display = ("fixed_risk_percent", "entry_split_1_percent", "entry_split_2_percent",
-                    "entry_split_3_percent", "margin_buffer_percent", "trading_status",
+                    "entry_split_3_percent", "margin_buffer_percent",
                     "version", "updated_by", "updated_at")
 
     def has_add_permission(self, request) -> bool:

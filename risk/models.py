@@ -27,10 +27,6 @@ def _percent(**kwargs: Any) -> models.DecimalField:
 
 
 class RiskConfiguration(models.Model):
-    class TradingStatus(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused (no new setups)"
-
     fixed_risk_percent = _percent(
         validators=[MinValueValidator(RISK_MIN), MaxValueValidator(RISK_MAX)],
         help_text="Risk of one whole setup, % of the balance (0.1–50)")
@@ -40,8 +36,6 @@ class RiskConfiguration(models.Model):
     margin_buffer_percent = _percent(
         validators=[MinValueValidator(0), MaxValueValidator(95)],
         help_text="Share of free margin kept unused, %")
-    trading_status = models.CharField(max_length=8, choices=TradingStatus.choices,
-                                      default=TradingStatus.ACTIVE)
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")

@@ -15,7 +15,7 @@ class RiskConfigOutput(serializers.ModelSerializer):
     class Meta:
         model = RiskConfiguration
         fields = ["fixed_risk_percent", "entry_split_1_percent", "entry_split_2_percent",
-                  "entry_split_3_percent", "margin_buffer_percent", "trading_status",
+                  "entry_split_3_percent", "margin_buffer_percent",
                   "version", "updated_by", "updated_at"]
         read_only_fields = fields
 
@@ -34,8 +34,6 @@ class RiskConfigInput(serializers.Serializer):
                                                      required=False)
     margin_buffer_percent = serializers.DecimalField(max_digits=6, decimal_places=2,
                                                      required=False)
-    trading_status = serializers.ChoiceField(choices=RiskConfiguration.TradingStatus.choices,
-                                             required=False)
 
 
 class RiskChangeOutput(serializers.ModelSerializer):

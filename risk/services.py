@@ -19,7 +19,7 @@ VERSION_KEY = "risk:config:version"
 VERSION_TTL = 30  # seconds: a lost cache write heals itself this fast
 OBJECT_TTL = 3600
 EDITABLE = ("fixed_risk_percent", "entry_split_1_percent", "entry_split_2_percent",
-            "entry_split_3_percent", "margin_buffer_percent", "trading_status")
+            "entry_split_3_percent", "margin_buffer_percent")
 
 
 def _defaults() -> dict[str, Any]:
@@ -66,14 +66,6 @@ def risk_configuration_validate(values: dict[str, Any]) -> dict[str, Any]:
     422: ``out_of_bounds`` (with the accepted bounds), ``invalid_splits``, ``invalid``."""
     clean: dict[str, Any] = {}
     for name in EDITABLE:
-        if name == "trading_status":
-            if values[name] not in RiskConfiguration.TradingStatus.values:
-                raise ApplicationError(f"trading_status must be one of "
-                                       f"{RiskConfiguration.TradingStatus.values}",
-                                       code="invalid", status_code=422,
-                                       detail={"field": name})
-            clean[name] = values[name]
-            continue
         try:
             number = Decimal(str(values[name]))
         except (InvalidOperation, ValueError):
@@ -136,6 +128,7 @@ def risk_configuration_update(*, changed_by: Any, source: str,
 # --- position sizing ---
 REJECTED_BEFORE_SIZING = {
     "platform_not_active": "The platform is not active: no new setups.",
+    "trading_blocked": "A period loss rule stopped new trades on this account.",
     "account_stale": "The account's figures are older than the freshness limit.",
     "account_unsynced": "The account has never been synced.",
     "unknown_symbol": "The broker does not offer this symbol.",
@@ -184,8 +177,12 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
     now = timezone.now()
     freshness = timedelta(minutes=settings.MT5_ACCOUNT_FRESHNESS_MINUTES)
     answer: dict[str, Any]
-    if config.trading_status != RiskConfiguration.TradingStatus.ACTIVE:
+    from guards.services import account_trading_blocked, platform_state_get
+
+    if platform_state_get() != "active":
         answer = _rejection("platform_not_active", config, account)
+    elif account_trading_blocked(account):
+        answer = _rejection("trading_blocked", config, account)
     elif account.last_synced_at is None or account.balance is None:
         answer = _rejection("account_unsynced", config, account)
     elif now - account.last_synced_at > freshness:

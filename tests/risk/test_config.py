@@ -36,7 +36,6 @@ def test_defaults_come_from_the_environment(api):
     assert (body["entry_split_1_percent"], body["entry_split_2_percent"],
             body["entry_split_3_percent"]) == ("50.00", "35.00", "15.00")
     assert body["margin_buffer_percent"] == "20.00"
-    assert body["trading_status"] == "active"
 
 
 def test_anonymous_reads_nothing(anon_api):
@@ -154,7 +153,7 @@ def test_the_admin_saves_through_the_same_validation_and_audit(admin_client, own
     url = "/admin/risk/riskconfiguration/1/change/"
     form = {"fixed_risk_percent": "60", "entry_split_1_percent": "50",
             "entry_split_2_percent": "35", "entry_split_3_percent": "15",
-            "margin_buffer_percent": "20", "trading_status": "active"}
+            "margin_buffer_percent": "20"}
     refused = admin_client.post(url, form)
     assert refused.status_code == 200  # the form again, with the error
     assert RiskConfiguration.objects.get().fixed_risk_percent == Decimal("3.00")

@@ -112,7 +112,7 @@ def test_a_small_account_is_refused_rather_than_rounded_up(api, sim_bridge, link
 ])
 def test_rejections_are_logged_with_their_reason(api, owner, sim_bridge, linked_account,
                                                  change, reason):
-    from risk.services import risk_configuration_update
+    from guards.services import platform_state_set
 
     account = synced(linked_account, 9305)
     payload, _, entry = setup_for(account, sim_bridge)
@@ -120,10 +120,7 @@ def test_rejections_are_logged_with_their_reason(api, owner, sim_bridge, linked_
         TradingAccount.objects.filter(pk=account.pk).update(
             last_synced_at=timezone.now() - timedelta(minutes=6))
     elif change == "paused":
-        risk_configuration_update(changed_by=owner, source="api", trading_status="paused")
-        from django.core.cache import cache
-
-        cache.clear()
+        platform_state_set(state="reducing", changed_by=owner, reason="test")
     elif change == "symbol":
         payload["instrument"] = "XAUUSD"
     else:

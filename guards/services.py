@@ -1,0 +1,618 @@
+"""Guards (pipeline steps 4–5): drawdown and period guards after every good sync, the
+liquidation episode (warn, re-check with a fresh read, close all), idempotent closes, and
+the kill switch.
+
+Safety rules:
+
+- The guard only ever judges figures from a read that just succeeded (it is called for the
+  accounts a sync or push has just written). A failed read never liquidates anything.
+- One liquidation episode per account at a time: a partial unique index decides the race.
+- A close is a ``CloseRequest`` row keyed by (account, ticket, key). Its status is committed
+  as "sending" before the order goes out; a worker that dies after sending leaves it there,
+  and whoever takes it next looks the position up before sending again.
+- A read-only (investor password) account is alerted, never closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework import status
+
+from accounts.models import TradingAccount
+from brokers.errors import BrokerError
+from config.errors import ApplicationError
+from guards import levels, metrics
+from guards.models import (
+    OVERRIDABLE,
+    AccountGuardState,
+    Action,
+    CloseAttempt,
+    CloseRequest,
+    DrawdownAlert,
+    GuardAlert,
+    GuardOverride,
+    GuardSettings,
+    GuardSettingsChange,
+    LiquidationEpisode,
+    PlatformState,
+    PlatformStateChange,
+)
+from positions.models import Position
+
+logger = logging.getLogger(__name__)
+
+MAX_CLOSE_ATTEMPTS = 5
+SENDING_LEASE = timedelta(seconds=30)
+RECHECK_RETRIES = 3
+ACTIVE_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
+
+
+# --- kill switch ---
+def platform_state_get() -> str:
+    """ACTIVE / REDUCING / HALTED, from the database (it survives restarts)."""
+    row, _ = PlatformState.objects.get_or_create(pk=1)
+    return row.state
+
+
+@transaction.atomic
+def platform_state_set(*, state: str, changed_by: Any, reason: str = "") -> PlatformState:
+    if state not in PlatformState.State.values:
+        raise ApplicationError(f"state must be one of {PlatformState.State.values}",
+                               code="invalid", status_code=422, detail={"field": "state"})
+    PlatformState.objects.get_or_create(pk=1)
+    row = PlatformState.objects.select_for_update().get(pk=1)
+    previous = row.state
+    row.state, row.reason, row.changed_by = state, reason[:200], changed_by
+    row.save()
+    PlatformStateChange.objects.create(previous=previous, new=state, reason=reason[:200],
+                                       changed_by=changed_by, changed_at=timezone.now())
+    return row
+
+
+def account_trading_blocked(account: TradingAccount) -> bool:
+    return AccountGuardState.objects.filter(account=account, trading_blocked=True).exists()
+
+
+# --- settings ---
+def guard_settings_get() -> GuardSettings:
+    row, _ = GuardSettings.objects.get_or_create(pk=1, defaults={
+        "max_drawdown_percent": Decimal(str(settings.MAX_DRAWDOWN_PERCENT)),
+        "drawdown_alert_threshold_percent": Decimal(
+            str(settings.DRAWDOWN_ALERT_THRESHOLD_PERCENT)),
+        "min_equity": Decimal(str(settings.MIN_EQUITY)),
+        "pre_liquidation_warning_seconds": settings.PRE_LIQUIDATION_WARNING_SECONDS,
+        "price_gap_alert_percent": Decimal(str(settings.PRICE_GAP_ALERT_PERCENT)),
+        "bid_ask_spread_max_percent": Decimal(str(settings.BID_ASK_SPREAD_MAX_PERCENT)),
+        "min_liquidity_volume_lots": Decimal(str(settings.MIN_LIQUIDITY_VOLUME_LOTS)),
+    })
+    return row
+
+
+def settings_snapshot(row: Any, names: tuple[str, ...]) -> dict[str, str | None]:
+    return {n: None if getattr(row, n) in (None, "") else str(getattr(row, n)) for n in names}
+
+
+GLOBAL_FIELDS = (*OVERRIDABLE, "price_gap_alert_percent", "bid_ask_spread_max_percent",
+                 "min_liquidity_volume_lots", "market_action", "day_timezone")
+
+
+def guard_settings_audit(*, scope: str, previous: dict, new: dict, changed_by: Any) -> None:
+    """Record one change of guard settings (global or an account's overrides)."""
+    if previous != new:
+        GuardSettingsChange.objects.create(scope=scope, previous=previous, new=new,
+                                           changed_by=changed_by, changed_at=timezone.now())
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    thresholds: levels.DrawdownThresholds
+    limits: levels.PeriodLimits
+    actions: dict[str, str]
+    warning_seconds: int
+    timezone: str
+
+
+def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
+    """Global settings with each account's overrides applied. Two queries."""
+    base = guard_settings_get()
+    overrides = {o.account_id: o for o in GuardOverride.objects.filter(
+        account_id__in=account_ids)}
+    result = {}
+    for account_id in account_ids:
+        o = overrides.get(account_id)
+
+        def pick(name: str, o: GuardOverride | None = o) -> Any:
+            value = getattr(o, name, None) if o is not None else None
+            return getattr(base, name) if value in (None, "") else value
+
+        result[account_id] = Effective(
+            thresholds=levels.DrawdownThresholds(
+                alert_percent=pick("drawdown_alert_threshold_percent"),
+                max_percent=pick("max_drawdown_percent"), min_equity=pick("min_equity")),
+            limits=levels.PeriodLimits(
+                daily_loss_percent=pick("daily_loss_percent"),
+                max_loss_percent=pick("max_loss_percent"),
+                trailing_drawdown_percent=pick("trailing_drawdown_percent")),
+            actions={"daily_loss": pick("daily_loss_action"),
+                     "max_loss": pick("max_loss_action"),
+                     "trailing_drawdown": pick("trailing_drawdown_action")},
+            warning_seconds=int(pick("pre_liquidation_warning_seconds")),
+            timezone=base.day_timezone,
+        )
+    return result
+
+
+# --- the guard, after every good read ---
+@dataclass(slots=True)
+class GuardOutcome:
+    transitions: int = 0
+    episodes: list[int] = field(default_factory=list)
+
+
+def _alert(account_id: int, kind: str, message: str, now: datetime,
+           payload: dict | None = None) -> GuardAlert:
+    return GuardAlert(account_id=account_id, kind=kind, message=message[:500],
+                      payload=payload or {}, created_at=now)
+
+
+def _positions_payload(account_id: int) -> list[dict[str, str]]:
+    return [
+        {"ticket": str(p.ticket), "symbol": p.symbol, "side": p.side, "volume": str(p.volume),
+         "profit": str(p.profit)}
+        for p in Position.objects.filter(account_id=account_id, status=Position.Status.OPEN)
+    ]
+
+
+def accounts_guard(*, account_ids: list[int], now: datetime | None = None) -> GuardOutcome:
+    """Judge accounts whose read *just* succeeded; open episodes; tighten cadence.
+
+    Each level transition is one ``DrawdownAlert``. A critical level (or a period rule
+    whose action is "close") opens a liquidation episode, alerts the member with the
+    positions and the countdown, and schedules the re-check; a read-only account is only
+    alerted. Constant queries per batch, plus the episodes opened.
+    """
+    outcome = GuardOutcome()
+    if not account_ids:
+        return outcome
+    now = now or timezone.now()
+    accounts = list(TradingAccount.objects.filter(
+        pk__in=account_ids, sync_status=TradingAccount.SyncStatus.HEALTHY,
+        equity__isnull=False, peak_equity__isnull=False))
+    if not accounts:
+        return outcome
+    ids = [a.pk for a in accounts]
+    AccountGuardState.objects.bulk_create([AccountGuardState(account_id=i) for i in ids],
+                                          ignore_conflicts=True)
+    states = {s.account_id: s for s in AccountGuardState.objects.filter(account_id__in=ids)}
+    busy = set(LiquidationEpisode.objects.filter(account_id__in=ids, status__in=ACTIVE_EPISODE)
+               .values_list("account_id", flat=True))
+    effective = effective_settings(ids)
+    drawdown_alerts: list[DrawdownAlert] = []
+    alerts: list[GuardAlert] = []
+    to_open: list[tuple[TradingAccount, str, dict]] = []
+    for account in accounts:
+        eff = effective[account.pk]
+        state = states[account.pk]
+        reading = levels.drawdown_level(peak_equity=account.peak_equity, equity=account.equity,
+                                        thresholds=eff.thresholds)
+        metrics.account_drawdown.observe(float(reading.drawdown_percent))
+        day_start = levels.trading_day_start(now=now, tz=eff.timezone)
+        if state.initial_balance is None:
+            state.initial_balance = account.balance
+        if state.day_start_at is None or state.day_start_at < day_start:
+            state.day_start_at, state.day_start_balance = day_start, account.balance
+            state.breached_rules, state.trading_blocked = [], False
+        if reading.level != state.level:
+            outcome.transitions += 1
+            drawdown_alerts.append(DrawdownAlert(
+                account_id=account.pk, level_from=state.level, level_to=reading.level,
+                reason=reading.reason, drawdown_percent=reading.drawdown_percent,
+                equity=account.equity, peak_equity=account.peak_equity, created_at=now))
+            if reading.level == levels.Level.WARNING:
+                alerts.append(_alert(account.pk, GuardAlert.Kind.DRAWDOWN_WARNING,
+                                     f"Drawdown {reading.drawdown_percent} % of peak equity "
+                                     f"(warning at {eff.thresholds.alert_percent} %).", now))
+            if reading.level == levels.Level.CRITICAL and account.credentials_read_only:
+                alerts.append(_alert(account.pk, GuardAlert.Kind.READ_ONLY_NOT_CLOSED,
+                                     f"Critical ({reading.reason}) on a read-only account: "
+                                     "it is watched, never closed. Act yourself.", now))
+        state.level = reading.level
+        close_rule = None
+        for breach in levels.period_breaches(
+                equity=account.equity, initial_balance=state.initial_balance,
+                day_start_balance=state.day_start_balance, peak_equity=account.peak_equity,
+                limits=eff.limits):
+            action = eff.actions[breach.rule.value]
+            if breach.rule.value not in state.breached_rules:
+                state.breached_rules = [*state.breached_rules, breach.rule.value]
+                alerts.append(_alert(account.pk, GuardAlert.Kind.PERIOD_RULE,
+                                     f"{breach.rule.value}: {breach.detail} (action: {action})",
+                                     now, {"rule": breach.rule.value, "floor": str(breach.floor)}))
+            if action == Action.STOP:
+                state.trading_blocked = True
+            elif action == Action.CLOSE:
+                state.trading_blocked = True
+                close_rule = close_rule or breach.rule.value
+        state.checked_at = now
+        critical = reading.level == levels.Level.CRITICAL or close_rule is not None
+        if critical and not account.credentials_read_only and account.pk not in busy:
+            reason = close_rule or reading.reason
+            to_open.append((account, reason, {
+                "drawdown_percent": str(reading.drawdown_percent), "equity": str(account.equity),
+                "peak_equity": str(account.peak_equity), "warning_seconds": eff.warning_seconds}))
+        cadence = levels.sync_cadence_seconds(drawdown_percent=reading.drawdown_percent,
+                                              thresholds=eff.thresholds,
+                                              default=account.sync_cadence_seconds)
+        soon = now + timedelta(seconds=cadence)
+        if account.next_sync_at is None or soon < account.next_sync_at:
+            # near a threshold the guard asks for the next read sooner than the cadence
+            TradingAccount.objects.filter(pk=account.pk).update(next_sync_at=soon)
+
+    with transaction.atomic():
+        DrawdownAlert.objects.bulk_create(drawdown_alerts)
+        AccountGuardState.objects.bulk_update(
+            states.values(), ["level", "initial_balance", "day_start_balance", "day_start_at",
+                              "breached_rules", "trading_blocked", "checked_at"])
+        for account, reason, trigger in to_open:
+            episode = _episode_open(account=account, reason=reason, trigger=trigger, now=now)
+            if episode is not None:
+                outcome.episodes.append(episode.pk)
+                alerts.append(_alert(
+                    account.pk, GuardAlert.Kind.LIQUIDATION_COUNTDOWN,
+                    f"{reason}: all positions will be closed in {trigger['warning_seconds']} s "
+                    "unless the account recovers.", now,
+                    {"positions": _positions_payload(account.pk), **trigger}))
+        GuardAlert.objects.bulk_create(alerts)
+    return outcome
+
+
+def _episode_open(*, account: TradingAccount, reason: str, trigger: dict,
+                  now: datetime) -> LiquidationEpisode | None:
+    """Open the account's one liquidation episode, or None if another process did first."""
+    delay = int(trigger["warning_seconds"])
+    try:
+        with transaction.atomic():
+            episode = LiquidationEpisode.objects.create(
+                account=account, reason=reason, trigger=trigger, started_at=now,
+                recheck_at=now + timedelta(seconds=delay))
+    except IntegrityError:
+        return None  # the partial unique index: an episode is already running
+    metrics.drawdown_guard_triggers_total.inc()
+    transaction.on_commit(lambda: _schedule_recheck(episode.pk, delay))
+    return episode
+
+
+def _schedule_recheck(episode_id: int, delay: int) -> None:
+    from guards.tasks import liquidation_recheck
+
+    liquidation_recheck.apply_async(args=[episode_id], countdown=delay)
+
+
+def liquidation_recheck(*, episode_id: int) -> str:
+    """After the warning delay: a fresh read; still critical → close all; recovered →
+    cancel. Without a fresh read the episode waits (a few tries), then aborts: a failed
+    read is never a reason to close."""
+    from positions.services import accounts_sync
+
+    episode = LiquidationEpisode.objects.select_related("account").filter(
+        pk=episode_id, status=LiquidationEpisode.Status.WARNING).first()
+    if episode is None:
+        return "not_pending"
+    account = episode.account
+    outcome = accounts_sync(account_ids=[account.pk])
+    now = timezone.now()
+    if account.pk not in outcome.synced:
+        episode.recheck_attempts += 1
+        if episode.recheck_attempts < RECHECK_RETRIES:
+            LiquidationEpisode.objects.filter(pk=episode.pk).update(
+                recheck_attempts=episode.recheck_attempts)
+            transaction.on_commit(lambda: _schedule_recheck(episode.pk, 2))
+            return "retry"
+        _episode_finish(episode, LiquidationEpisode.Status.ABORTED,
+                        "no fresh read: nothing closed", GuardAlert.Kind.LIQUIDATION_ABORTED,
+                        now)
+        return "aborted"
+    account.refresh_from_db()
+    eff = effective_settings([account.pk])[account.pk]
+    reading = levels.drawdown_level(peak_equity=account.peak_equity, equity=account.equity,
+                                    thresholds=eff.thresholds)
+    still = reading.level == levels.Level.CRITICAL
+    if not still and episode.reason in {r.value for r in levels.PeriodRule}:
+        state = AccountGuardState.objects.get(account=account)
+        still = any(b.rule.value == episode.reason for b in levels.period_breaches(
+            equity=account.equity, initial_balance=state.initial_balance,
+            day_start_balance=state.day_start_balance, peak_equity=account.peak_equity,
+            limits=eff.limits))
+    if not still:
+        _episode_finish(episode, LiquidationEpisode.Status.CANCELLED,
+                        f"recovered: drawdown {reading.drawdown_percent} %",
+                        GuardAlert.Kind.LIQUIDATION_CANCELLED, now)
+        return "cancelled"
+    with transaction.atomic():
+        # race-safe: only the first re-check moves the episode on
+        moved = LiquidationEpisode.objects.filter(
+            pk=episode.pk, status=LiquidationEpisode.Status.WARNING).update(
+            status=LiquidationEpisode.Status.LIQUIDATING)
+        if not moved:
+            return "not_pending"
+        requests = [
+            close_request_open(account=account, ticket=p.ticket, symbol=p.symbol,
+                               key=f"episode:{episode.pk}", episode=episode,
+                               reason=CloseRequest.Reason.PERIOD if episode.reason in {
+                                   r.value for r in levels.PeriodRule}
+                               else CloseRequest.Reason.DRAWDOWN,
+                               detail=episode.reason)
+            for p in Position.objects.filter(account=account, status=Position.Status.OPEN)
+        ]
+        if not requests:
+            _episode_finish(episode, LiquidationEpisode.Status.DONE, "no open positions",
+                            GuardAlert.Kind.LIQUIDATION_DONE, now, expect=
+                            LiquidationEpisode.Status.LIQUIDATING)
+            return "done"
+        ids = [r.pk for r in requests]
+        transaction.on_commit(lambda: _enqueue_closes(ids))
+    return "liquidating"
+
+
+def _episode_finish(episode: LiquidationEpisode, status_to: str, outcome: str, kind: str,
+                    now: datetime, expect: str = LiquidationEpisode.Status.WARNING,
+                    payload: dict | None = None) -> bool:
+    with transaction.atomic():
+        moved = LiquidationEpisode.objects.filter(pk=episode.pk, status=expect).update(
+            status=status_to, finished_at=now, outcome=outcome[:200])
+        if moved:
+            GuardAlert.objects.create(account_id=episode.account_id, kind=kind,
+                                      message=f"Liquidation {status_to}: {outcome}"[:500],
+                                      payload=payload or {}, created_at=now)
+    return bool(moved)
+
+
+def _enqueue_closes(ids: list[int]) -> None:
+    from guards.tasks import close_request_execute
+
+    for request_id in ids:
+        close_request_execute.apply_async(args=[request_id])
+
+
+# --- closes ---
+def close_request_open(*, account: TradingAccount, ticket: int, symbol: str, key: str,
+                       reason: str, episode: LiquidationEpisode | None = None,
+                       detail: str = "", requested_by: Any = None) -> CloseRequest:
+    """The close request for (account, ticket, key): created once, found ever after."""
+    try:
+        with transaction.atomic():
+            return CloseRequest.objects.create(
+                account=account, ticket=ticket, symbol=symbol, key=key, episode=episode,
+                reason=reason, detail=detail[:200], requested_by=requested_by)
+    except IntegrityError:
+        return CloseRequest.objects.get(account=account, ticket=ticket, key=key)
+
+
+def _realized(gateway: Any, ticket: int, account_id: int) -> Decimal | None:
+    """Realized P&L of a closed position from its deals (MetaTrader 5: one position_id)."""
+    opened = Position.objects.filter(account_id=account_id, ticket=ticket).values_list(
+        "opened_at", flat=True).first()
+    if opened is None:
+        return None
+    try:
+        deals = [d for d in gateway.deals(since=opened - timedelta(minutes=1))
+                 if d.position_id == ticket]
+    except BrokerError:
+        return None
+    if not any(d.entry in ("out", "out_by", "inout") for d in deals):
+        return None
+    return sum((d.net_profit for d in deals), Decimal(0)).quantize(Decimal("0.01"))
+
+
+def close_request_execute(*, close_request_id: int) -> str:
+    """One attempt at a close request. Returns its status afterwards.
+
+    Retcodes (MetaTrader 5): requote / price off / price changed / too many requests /
+    locked / frozen → retry with a fresh price and backoff; timeout / connection / no reply
+    → ambiguous: the next attempt looks the position up before sending; position already
+    closed → done; anything else → failed, alerted, left for a person.
+    """
+    from accounts.gateways import account_gateway
+
+    now = timezone.now()
+    with transaction.atomic():
+        request = CloseRequest.objects.select_for_update().select_related("account").filter(
+            pk=close_request_id).first()
+        if request is None or request.status in (CloseRequest.Status.DONE,
+                                                 CloseRequest.Status.FAILED):
+            return request.status if request else "missing"
+        if request.status == CloseRequest.Status.SENDING and request.sending_until and \
+                request.sending_until > now:
+            return "busy"  # another worker is sending this very close right now
+        look_first = request.status == CloseRequest.Status.SENDING
+        if request.account.credentials_read_only:
+            request.status = CloseRequest.Status.FAILED
+            request.save(update_fields=["status"])
+            GuardAlert.objects.create(account=request.account,
+                                      kind=GuardAlert.Kind.READ_ONLY_NOT_CLOSED,
+                                      message=f"#{request.ticket} not closed: read-only account",
+                                      created_at=now)
+            return request.status
+        # Committed before anything is sent: a worker killed after sending leaves this.
+        request.status = CloseRequest.Status.SENDING
+        request.sending_until = now + SENDING_LEASE
+        request.attempts += 1
+        request.save(update_fields=["status", "sending_until", "attempts"])
+    account = request.account
+    started = time.perf_counter()
+    outcome, retcode, comment = "failed", None, ""
+    price = volume = realized = None
+    try:
+        gateway = account_gateway(account)
+        if look_first and request.ticket not in {p.ticket for p in gateway.positions()}:
+            outcome, comment = "done", "found closed on look-up"
+        else:
+            result = gateway.close_position(request.ticket, None, f"bo-close-{request.pk}")
+            retcode, comment = result.retcode, result.comment
+            price, volume = result.price, result.volume
+            outcome = ("done" if result.done else "retry" if result.retryable
+                       else "ambiguous" if result.ambiguous else "failed")
+        if outcome == "done":
+            realized = _realized(gateway, request.ticket, account.pk)
+    except BrokerError as exc:
+        # The read before sending failed (nothing sent) or the reply was lost (unknown):
+        # either way the next attempt looks the position up first.
+        outcome, comment = "ambiguous", f"{exc.code}: {exc}"[:200]
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    final = _close_request_record(request, outcome=outcome, retcode=retcode, comment=comment,
+                                  price=price, volume=volume, realized=realized,
+                                  duration_ms=duration_ms)
+    return final
+
+
+def _close_request_record(request: CloseRequest, *, outcome: str, retcode: int | None,
+                          comment: str, price: Decimal | None, volume: Decimal | None,
+                          realized: Decimal | None, duration_ms: int) -> str:
+    now = timezone.now()
+    retry_in: int | None = None
+    with transaction.atomic():
+        CloseAttempt.objects.create(
+            close_request=request, number=request.attempts, outcome=outcome, retcode=retcode,
+            comment=comment[:200], price=price, volume=volume, realized_pnl=realized,
+            duration_ms=duration_ms, created_at=now)
+        fields = {"last_retcode": retcode, "sending_until": None}
+        if outcome == "done":
+            fields.update(status=CloseRequest.Status.DONE, close_price=price,
+                          closed_volume=volume, realized_pnl=realized, done_at=now)
+            metrics.positions_autoclosed_total.labels(reason=request.reason).inc()
+        elif outcome in ("retry", "ambiguous") and request.attempts < MAX_CLOSE_ATTEMPTS:
+            fields["status"] = (CloseRequest.Status.PENDING if outcome == "retry"
+                                else CloseRequest.Status.SENDING)
+            retry_in = min(2 ** request.attempts, 30)
+        else:
+            fields["status"] = CloseRequest.Status.FAILED
+            GuardAlert.objects.create(
+                account_id=request.account_id, kind=GuardAlert.Kind.CLOSE_FAILED,
+                message=f"Closing #{request.ticket} failed ({retcode} {comment}); "
+                        "left for a person.", payload={"close_request": request.pk},
+                created_at=now)
+        CloseRequest.objects.filter(pk=request.pk).update(**fields)
+        if request.episode_id and fields["status"] in (CloseRequest.Status.DONE,
+                                                        CloseRequest.Status.FAILED):
+            _episode_maybe_done(request.episode_id, now)
+        if retry_in is not None:
+            request_id = request.pk
+            transaction.on_commit(lambda: _retry_close(request_id, retry_in))
+    return fields["status"]
+
+
+def _retry_close(request_id: int, countdown: int) -> None:
+    from guards.tasks import close_request_execute
+
+    close_request_execute.apply_async(args=[request_id], countdown=countdown)
+
+
+def _episode_maybe_done(episode_id: int, now: datetime) -> None:
+    requests = list(CloseRequest.objects.filter(episode_id=episode_id))
+    if any(r.status not in (CloseRequest.Status.DONE, CloseRequest.Status.FAILED)
+           for r in requests):
+        return
+    episode = LiquidationEpisode.objects.get(pk=episode_id)
+    failed = [r.ticket for r in requests if r.status == CloseRequest.Status.FAILED]
+    pnl = sum((r.realized_pnl or Decimal(0) for r in requests), Decimal(0))
+    summary = (f"{len(requests) - len(failed)} closed, realized {pnl}"
+               + (f"; failed: {failed}" if failed else ""))
+    _episode_finish(episode, LiquidationEpisode.Status.DONE, summary,
+                    GuardAlert.Kind.LIQUIDATION_DONE, now,
+                    expect=LiquidationEpisode.Status.LIQUIDATING,
+                    payload={"positions": [
+                        {"ticket": str(r.ticket), "status": r.status,
+                         "price": str(r.close_price), "realized_pnl": str(r.realized_pnl)}
+                        for r in requests]})
+
+
+MANUAL_CLOSE_INTERVAL = 30
+
+
+def manual_close(*, position: Position, requested_by: Any, reason: str) -> CloseRequest:
+    """A member closes one position through the same idempotent path, at most once per
+    symbol per 30 s per account (429). Refused while HALTED and on read-only accounts."""
+    from django.core.cache import cache
+
+    account = position.account
+    if platform_state_get() == PlatformState.State.HALTED:
+        raise ApplicationError("The platform is halted: only the guards close positions.",
+                               code="platform_halted", status_code=status.HTTP_409_CONFLICT)
+    if account.credentials_read_only:
+        raise ApplicationError("This account is linked read-only (investor password).",
+                               code="read_only_account", status_code=status.HTTP_409_CONFLICT)
+    if position.status != Position.Status.OPEN:
+        existing = CloseRequest.objects.filter(account=account, ticket=position.ticket,
+                                               key=f"manual:{position.pk}").first()
+        if existing is not None:
+            return existing
+        raise ApplicationError("This position is already closed.", code="position_closed",
+                               status_code=status.HTTP_409_CONFLICT)
+    key = f"manual-close:{account.pk}:{position.symbol}"
+    if not cache.add(key, time.time() + MANUAL_CLOSE_INTERVAL, timeout=MANUAL_CLOSE_INTERVAL):
+        held = float(cache.get(key) or time.time() + MANUAL_CLOSE_INTERVAL)
+        retry = max(1, int(held - time.time()) + 1)
+        raise ApplicationError(f"One manual close per symbol per {MANUAL_CLOSE_INTERVAL} s.",
+                               code="rate_limited", status_code=429,
+                               detail={"retry_after": retry}, headers={"Retry-After": str(retry)})
+    request = close_request_open(account=account, ticket=position.ticket,
+                                 symbol=position.symbol, key=f"manual:{position.pk}",
+                                 reason=CloseRequest.Reason.MANUAL, detail=reason,
+                                 requested_by=requested_by)
+    close_request_execute(close_request_id=request.pk)
+    request.refresh_from_db()
+    return request
+
+
+def guards_overview(accounts: list[TradingAccount]) -> list[dict[str, Any]]:
+    """Per account: level, drawdown, thresholds, last check, recent alerts and closes."""
+    ids = [a.pk for a in accounts]
+    eff = effective_settings(ids)
+    states = {s.account_id: s for s in AccountGuardState.objects.filter(account_id__in=ids)}
+    alerts = list(GuardAlert.objects.filter(account_id__in=ids).order_by("-created_at")[:200])
+    closes = list(CloseRequest.objects.filter(account_id__in=ids).order_by("-created_at")[:200])
+    episodes = {e.account_id: e for e in LiquidationEpisode.objects.filter(
+        account_id__in=ids, status__in=ACTIVE_EPISODE)}
+    rows = []
+    for account in accounts:
+        state = states.get(account.pk)
+        episode = episodes.get(account.pk)
+        rows.append({
+            "account_id": account.pk, "login": account.login,
+            "level": state.level if state else "ok",
+            "drawdown_percent": account.drawdown_percent,
+            "equity": account.equity, "peak_equity": account.peak_equity,
+            "currency": account.currency,
+            "thresholds": {
+                "alert_percent": str(eff[account.pk].thresholds.alert_percent),
+                "max_percent": str(eff[account.pk].thresholds.max_percent),
+                "min_equity": str(eff[account.pk].thresholds.min_equity)},
+            "trading_blocked": bool(state and state.trading_blocked),
+            "last_check": state.checked_at if state else None,
+            "read_only": account.credentials_read_only,
+            "liquidation": None if episode is None else {
+                "status": episode.status, "reason": episode.reason,
+                "recheck_at": episode.recheck_at},
+            "alerts": [{"kind": a.kind, "message": a.message, "created_at": a.created_at}
+                       for a in alerts if a.account_id == account.pk][:20],
+            "close_requests": [
+                {"ticket": c.ticket, "reason": c.reason, "status": c.status,
+                 "close_price": c.close_price, "realized_pnl": c.realized_pnl,
+                 "created_at": c.created_at}
+                for c in closes if c.account_id == account.pk][:20],
+        })
+    return rows
+
+
+def stale_episode_filter() -> Q:
+    return Q(status=LiquidationEpisode.Status.WARNING)
