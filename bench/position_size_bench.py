@@ -43,6 +43,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -86,7 +87,9 @@ LEVERAGE = 100
 STOP_POINTS = 500  # 50 pips: 0.30 / 0.21 / 0.09 lots on 10,000 USD at 3 % (the defaults)
 WARMUP_SECONDS = 2
 MAX_DURATION = 60  # seconds per wrk run: keeps each phase well inside the freshness limit
+RESYNC_AFTER = 60  # seconds: figures older than this are re-synced before the next phase
 GOAL_P99_MS = 20.0
+PACE_CORRECTIONS = 2  # extra full runs when the paced run misses the rate by over 10 %
 
 
 # --------------------------------------------------------------------------- database
@@ -204,18 +207,25 @@ def sync(account_ids: list[int]) -> float:
 
 
 class Freshness:
-    """Re-syncs the accounts when half the freshness limit has passed since the last sync
-    (between phases only: a wrk phase lasts at most ~3 × MAX_DURATION)."""
+    """Re-syncs the accounts at the start of a phase once RESYNC_AFTER seconds have passed
+    since the last sync: a phase lasts at most PROBES x 3 s + (1 + PACE_CORRECTIONS) x
+    MAX_DURATION = 189 s, so the figures stay younger than MT5_ACCOUNT_FRESHNESS_MINUTES
+    (5 min) throughout; checked, since the setting may have been lowered."""
 
     def __init__(self, account_ids: list[int]) -> None:
         from django.conf import settings
 
         self.account_ids = account_ids
-        self.limit = settings.MT5_ACCOUNT_FRESHNESS_MINUTES * 60
         self.synced_at = time.monotonic()
+        longest = api_bench.PROBES * api_bench.PROBE_SECONDS + (
+            1 + PACE_CORRECTIONS) * MAX_DURATION + RESYNC_AFTER
+        if longest >= settings.MT5_ACCOUNT_FRESHNESS_MINUTES * 60:
+            print(f"WARNING: MT5_ACCOUNT_FRESHNESS_MINUTES={settings.MT5_ACCOUNT_FRESHNESS_MINUTES}"
+                  f" is shorter than a phase may last ({longest} s with --duration "
+                  f"{MAX_DURATION}): keep --duration short or requests may be rejected as stale")
 
     def ensure(self) -> None:
-        if time.monotonic() - self.synced_at > self.limit / 2:
+        if time.monotonic() - self.synced_at > RESYNC_AFTER:
             seconds = sync(self.account_ids)
             self.synced_at = time.monotonic()
             print(f"    (re-synced the {len(self.account_ids)} accounts in {seconds:.1f} s: "
@@ -251,6 +261,29 @@ def check_answer(url: str, member: Member, log_path: Path) -> None:
     print("    " + json.dumps(body))
 
 
+# --------------------------------------------------------------------------- wrk
+
+
+def paced_run(url: str, members_path: Path, *, connections: int, seconds: float,
+              target: float) -> tuple[WrkResult, float, int]:
+    """api_bench's ``measure_at_rate``, then up to PACE_CORRECTIONS corrected full runs.
+
+    Its probes are short (3 s) and this endpoint's latency swings with the load, so the
+    full run can land well off the target; each correction applies the same formula to the
+    full run's own figures. Returns the last run, its mean pause and the corrections made.
+    """
+    paced, pause_ms = measure_at_rate(url, members_path, connections=connections,
+                                      seconds=seconds, target=target)
+    corrections = 0
+    while abs(paced.rate - target) > 0.1 * target and corrections < PACE_CORRECTIONS:
+        overhead_ms = max(0.0, connections * 1000 / paced.rate - pause_ms)
+        pause_ms = max(1.0, connections * 1000 / target - overhead_ms)
+        paced = run_wrk(url, members_path, connections=connections, seconds=seconds,
+                        pause_ms=pause_ms)
+        corrections += 1
+    return paced, pause_ms, corrections
+
+
 # --------------------------------------------------------------------------- in-process
 
 
@@ -260,13 +293,16 @@ class Timing:
     p50_ms: float
     p99_ms: float
     mean_ms: float
+    cpu_ms: float  # this process's CPU time per call (user + system), mean
+    queries: float | None = None  # SQL statements per call (COMMIT not counted)
+    db_ms: float | None = None  # wall time waiting on those statements per call
 
 
-def timing(samples: list[float]) -> Timing:
+def timing(samples: list[float], cpu_seconds: float, **extra: float) -> Timing:
     ms = sorted(s * 1000 for s in samples)
     return Timing(calls=len(ms), p50_ms=statistics.median(ms),
                   p99_ms=ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))],
-                  mean_ms=statistics.fmean(ms))
+                  mean_ms=statistics.fmean(ms), cpu_ms=cpu_seconds * 1000 / len(ms), **extra)
 
 
 def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timing]:
@@ -274,8 +310,11 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
 
     Accounts are read as the view reads them (``accounts_readable_by``: credentials
     deferred); members are taken in turn, so the terminal switches account every call, as
-    it mostly does under wrk's random members.
+    it mostly does under wrk's random members. The service's SQL statements are counted
+    and timed (``execute_wrapper``).
     """
+    from django.db import connection
+
     from accounts import access
     from accounts.gateways import account_gateway
     from accounts.models import TradingAccount
@@ -286,31 +325,91 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
         [m.account_id for m in members])
     loaded = [(m, accounts[m.account_id]) for m in members]
 
-    bridge_samples: list[float] = []
+    samples: list[float] = []
+    cpu = 0.0
     for n in range(calls):
         member, account = loaded[n % len(loaded)]
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         gateway = account_gateway(account)
         gateway.symbol_spec("EURUSD")
         gateway.margin_required("EURUSD", Side(member.side), Decimal(1), member.entry)
-        bridge_samples.append(time.perf_counter() - t)
+        samples.append(time.perf_counter() - t)
+        cpu += time.process_time() - c
+    bridge = timing(samples, cpu)
+
+    sql = [0, 0.0]  # statements, seconds
+
+    def count(execute: Any, query: str, params: Any, many: bool, context: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return execute(query, params, many, context)
+        finally:
+            sql[0] += 1
+            sql[1] += time.perf_counter() - t
 
     run = f"inproc-{int(time.time()):x}"
-    service_samples: list[float] = []
+    samples, cpu = [], 0.0
     for n in range(calls):
         member, linked = loaded[n % len(loaded)]
         # Read as the view reads it (credentials deferred), a fresh instance per call.
         account = access.accounts_readable_by(linked.user).get(pk=member.account_id)
-        t = time.perf_counter()
-        answer = position_size(account=account, requested_by=linked.user,
-                               signal_id=f"{run}-{n}", instrument="EURUSD", side=member.side,
-                               entry_price=member.entry, stop_loss=member.stop,
-                               take_profit=None)
-        service_samples.append(time.perf_counter() - t)
+        with connection.execute_wrapper(count):
+            c, t = time.process_time(), time.perf_counter()
+            answer = position_size(account=account, requested_by=linked.user,
+                                   signal_id=f"{run}-{n}", instrument="EURUSD",
+                                   side=member.side, entry_price=member.entry,
+                                   stop_loss=member.stop, take_profit=None)
+            samples.append(time.perf_counter() - t)
+            cpu += time.process_time() - c
         if not answer["setup_approved"]:
             raise SystemExit(f"in-process call {n} not approved: {answer['rejection_reason']}"
                              f" {answer['rejection_detail']}")
-    return timing(bridge_samples), timing(service_samples)
+    service = timing(samples, cpu, queries=sql[0] / calls, db_ms=sql[1] * 1000 / calls)
+    return bridge, service
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_by_process() -> dict[int, tuple[str, int, float]]:
+    """{pid: (command, parent pid, CPU seconds so far)} of every process (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()
+        # fields[0] is the state (stat field 3): ppid is field 4, utime 14, stime 15.
+        found[int(entry.name)] = (comm, int(fields[1]),
+                                  (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return found
+
+
+def cpu_shares(before: dict[int, tuple[str, int, float]],
+               after: dict[int, tuple[str, int, float]], *, gunicorn: int,
+               bridge: int) -> dict[str, float]:
+    """CPU seconds spent between two ``cpu_by_process`` snapshots, per component."""
+    shares = dict.fromkeys(("gunicorn", "bridge", "postgres", "redis", "other"), 0.0)
+    for pid, (comm, ppid, seconds) in after.items():
+        spent = seconds - (before[pid][2] if pid in before else 0.0)
+        if pid == gunicorn or ppid == gunicorn:
+            shares["gunicorn"] += spent
+        elif pid == bridge:
+            shares["bridge"] += spent
+        elif comm == "postgres":
+            shares["postgres"] += spent
+        elif comm.startswith("redis"):
+            shares["redis"] += spent
+        elif pid != os.getpid():
+            shares["other"] += spent
+    return shares
 
 
 # --------------------------------------------------------------------------- report
@@ -326,41 +425,53 @@ def last_ids() -> tuple[int, int]:
     return log or 0, trade or 0
 
 
-def outcome_counts(since: tuple[int, int]) -> tuple[int, int, int]:
-    """(risk logs, approved ones, expected trades registered) after ``since`` (last_ids)."""
+def outcome_counts(since: tuple[int, int]) -> tuple[int, int, int, dict[str, int]]:
+    """(risk logs, approved ones, expected trades registered, {rejection reason: count})
+    after ``since`` (last_ids)."""
+    from django.db.models import Count
+
     from reconciliation.models import ExpectedTrade
     from risk.models import TradeSetupRiskLog
 
     logs = TradeSetupRiskLog.objects.filter(pk__gt=since[0])
+    rejected = dict(logs.filter(setup_approved=False).values_list("rejection_reason")
+                    .annotate(n=Count("pk")).values_list("rejection_reason", "n"))
     return (logs.count(), logs.filter(setup_approved=True).count(),
-            ExpectedTrade.objects.filter(pk__gt=since[1]).count())
+            ExpectedTrade.objects.filter(pk__gt=since[1]).count(), rejected)
 
 
 def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timing, *,
                  connections: int, target: float) -> None:
-    header = f"{'measurement':<50}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    header = (f"{'measurement':<50}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms':>8}"
+              f"{'errors':>8}")
     print()
     print(header)
     print("-" * len(header))
     rows = [
-        (f"HTTP, {connections} connections flat out", top.rate, top.p50_ms, top.p99_ms,
+        (f"HTTP, {connections} connections flat out", top.rate, top, None,
          top.non2xx + top.socket_errors),
-        (f"HTTP, paced at ~{target:g} req/s", paced.rate, paced.p50_ms, paced.p99_ms,
+        (f"HTTP, paced at ~{target:g} req/s", paced.rate, paced, None,
          paced.non2xx + paced.socket_errors),
         (f"service in-process (position_size, {service.calls} calls)",
-         1000 / service.mean_ms, service.p50_ms, service.p99_ms, 0),
-        ("  of which bridge: login+symbol_info+calc_margin", 1000 / bridge.mean_ms,
-         bridge.p50_ms, bridge.p99_ms, 0),
+         1000 / service.mean_ms, service, service.cpu_ms, 0),
+        ("  of which bridge: login+symbol_info+calc_margin", 1000 / bridge.mean_ms, bridge,
+         bridge.cpu_ms, 0),
     ]
-    for label, rate, p50, p99, errors in rows:
-        print(f"{label:<50}{rate:>8,.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}")
-    print("(in-process rows: one call at a time, req/s = 1 / mean; errors: non-2xx answers "
-          "+ socket errors)")
-    database = service.p50_ms - bridge.p50_ms
+    for label, rate, run, cpu, errors in rows:
+        cpu_text = "" if cpu is None else f"{cpu:.1f}"
+        print(f"{label:<50}{rate:>8,.0f}{run.p50_ms:>9.1f}{run.p99_ms:>9.1f}{cpu_text:>8}"
+              f"{errors:>8}")
+    print("(in-process rows: one call at a time, req/s = 1 / mean, CPU ms = this process's "
+          "CPU per call; errors: non-2xx answers + socket errors)")
+    print(f"in-process service: {service.queries:.0f} SQL statements per call, "
+          f"{service.db_ms:.1f} ms waiting on them; the bridge's three round trips "
+          f"{bridge.mean_ms:.1f} ms (mean)")
+    rest = service.p50_ms - bridge.p50_ms
     http = paced.p50_ms - service.p50_ms
     print(f"p50 split at ~{paced.rate:,.0f} req/s: bridge {bridge.p50_ms:.1f} ms, rest of the "
-          f"service (database writes, sizing) {database:.1f} ms, HTTP + DRF (JWT, user and "
-          f"account queries, validation, rendering) {http:.1f} ms")
+          f"service (guards, database, sizing) {rest:.1f} ms, HTTP + DRF + queueing (JWT, "
+          f"user and account queries, validation, rendering, waiting for a worker or a core) "
+          f"{http:.1f} ms")
     print()
     print(f"goal: p99 < {GOAL_P99_MS:g} ms at ~{target:g} req/s: {paced.p99_ms:.1f} ms "
           f"(at {paced.rate:,.0f} req/s) -> {'met' if paced.p99_ms < GOAL_P99_MS else 'MISSED'}")
@@ -458,29 +569,43 @@ def main() -> None:
             freshness.ensure()
             print(f"(a) max throughput: {args.connections} connections flat out, "
                   f"{args.duration:g} s", flush=True)
+            procs_before = cpu_by_process()
+            wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             top = run_wrk(url, members_path, connections=args.connections,
                           seconds=args.duration)
+            wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            shares = cpu_shares(procs_before, cpu_by_process(), gunicorn=server.pid,
+                                bridge=bridge.process.pid)
+            shares["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime
+                             - wrk_before.ru_utime - wrk_before.ru_stime)
             print(f"    {top.rate:,.0f} req/s, p50 {top.p50_ms:.1f} ms, p99 {top.p99_ms:.1f} ms "
                   f"({top.requests:,} requests, {top.non2xx} non-2xx, {top.socket_errors} "
                   "socket errors)", flush=True)
+            used = sum(shares.values())
+            print("    CPU per request: " + ", ".join(
+                f"{name} {seconds * 1000 / max(1, top.requests):.1f} ms"
+                for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1]))
+                + f"; all {used * 1000 / max(1, top.requests):.1f} ms = "
+                f"{100 * used / (top.seconds * (os.cpu_count() or 1)):.0f} % of the "
+                f"{os.cpu_count()} cores over the run", flush=True)
 
             freshness.ensure()
             print(f"(b) latency at ~{args.rate:g} req/s: {args.connections} connections, each "
                   "waiting a random pause before each request (mean set by short probes), as "
                   "bench/api_bench.py paces; closed loop, so p99 reads lower than from an "
                   "open-loop generator", flush=True)
-            paced, pause_ms = measure_at_rate(url, members_path, connections=args.connections,
-                                              seconds=args.duration, target=args.rate)
-            print(f"    {paced.rate:,.0f} req/s (mean pause {pause_ms:.1f} ms), p50 "
-                  f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms ({paced.requests:,} "
-                  f"requests, {paced.non2xx} non-2xx, {paced.socket_errors} socket errors)",
-                  flush=True)
+            paced, pause_ms, corrections = paced_run(
+                url, members_path, connections=args.connections, seconds=args.duration,
+                target=args.rate)
+            print(f"    {paced.rate:,.0f} req/s (mean pause {pause_ms:.1f} ms, "
+                  f"{corrections} corrected re-runs), p50 {paced.p50_ms:.1f} ms, p99 "
+                  f"{paced.p99_ms:.1f} ms ({paced.requests:,} requests, {paced.non2xx} "
+                  f"non-2xx, {paced.socket_errors} socket errors)", flush=True)
             stop(server)
-            logs, approved, trades = outcome_counts(before)
+            logs, approved, trades, rejected = outcome_counts(before)
             print(f"wrk runs (warm-up and probes included): {logs:,} risk logs, {approved:,} "
                   f"approved, {trades:,} expected trades registered"
-                  + ("" if logs == approved else "  <- some setups were REJECTED: see the "
-                     "risk logs' rejection_reason"))
+                  + (f"  <- REJECTED: {rejected}" if rejected else ""))
 
             freshness.ensure()
             print(f"in-process: {args.calls} gateway calls, then {args.calls} service calls "

@@ -72,6 +72,12 @@ class SimBridge:
     def sim(self, name: str, /, *args, **kwargs):
         return self.admin().sim(name, *args, **kwargs)
 
+    def admin_deals(self, login: int) -> tuple:
+        """Every deal of a test account (logged in with its test password)."""
+        terminal = self.admin()
+        assert terminal.login(login, password=f"pw-{login}", server=SIM_SERVER)
+        return terminal.history_deals_get(0, 2**31 - 1) or ()
+
     def add_account(self, login: int, *, currency: str = "USD", leverage: int = 100,
                     balance: str = "10000", server: str = SIM_SERVER) -> None:
         assert self.sim("sim_create_account", login, f"pw-{login}", f"view-{login}", server,
