@@ -137,7 +137,7 @@ def open_position(sim_bridge, linked_account):
 
 
 def test_requote_is_retried_with_a_fresh_price(open_position, sim_bridge):
-    account, _, request = open_position
+    _, _, request = open_position
     sim_bridge.sim("sim_inject_fault", "requote", method="order_send")
     assert services.close_request_execute(close_request_id=request.pk) == "pending"
     assert services.close_request_execute(close_request_id=request.pk) == "done"
@@ -148,7 +148,7 @@ def test_requote_is_retried_with_a_fresh_price(open_position, sim_bridge):
 
 
 def test_a_lost_reply_is_looked_up_not_resent(open_position, sim_bridge):
-    account, ticket, request = open_position
+    _, ticket, request = open_position
     # the order executes at the terminal but its reply never arrives
     sim_bridge.sim("sim_inject_fault", "lost_reply", method="order_send")
     assert services.close_request_execute(close_request_id=request.pk) == "sending"
