@@ -89,6 +89,7 @@ WARMUP_SECONDS = 2
 MAX_DURATION = 60  # seconds per wrk run: keeps each phase well inside the freshness limit
 RESYNC_AFTER = 60  # seconds: figures older than this are re-synced before the next phase
 GOAL_P99_MS = 20.0
+SLOW_COMMIT_MS = 20.0
 PACE_CORRECTIONS = 2  # extra full runs when the paced run misses the rate by over 10 %
 
 
@@ -295,10 +296,13 @@ class Timing:
     mean_ms: float
     cpu_ms: float  # this process's CPU time per call (user + system), mean
     queries: float | None = None  # SQL statements per call (COMMIT not counted)
-    db_ms: float | None = None  # wall time waiting on those statements per call
+    db_ms: float | None = None  # wall time waiting on those statements per call, mean
+    commit_ms: float | None = None  # wall time of the COMMITs per call, mean
+    slow_commits: int | None = None  # calls whose COMMIT took over SLOW_COMMIT_MS
+    commit_max_ms: float | None = None
 
 
-def timing(samples: list[float], cpu_seconds: float, **extra: float) -> Timing:
+def timing(samples: list[float], cpu_seconds: float, **extra: Any) -> Timing:
     ms = sorted(s * 1000 for s in samples)
     return Timing(calls=len(ms), p50_ms=statistics.median(ms),
                   p99_ms=ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))],
@@ -338,6 +342,7 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
     bridge = timing(samples, cpu)
 
     sql = [0, 0.0]  # statements, seconds
+    commits: list[float] = []  # per call: seconds in COMMIT
 
     def count(execute: Any, query: str, params: Any, many: bool, context: Any) -> Any:
         t = time.perf_counter()
@@ -347,24 +352,43 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
             sql[0] += 1
             sql[1] += time.perf_counter() - t
 
+    # COMMIT does not pass through execute wrappers: time this connection's own commit
+    # (the atomic block's: it waits for the WAL flush, synchronous_commit).
+    real_commit = connection._commit
+
+    def timed_commit() -> Any:
+        t = time.perf_counter()
+        try:
+            return real_commit()
+        finally:
+            commits[-1] += time.perf_counter() - t
+
     run = f"inproc-{int(time.time()):x}"
     samples, cpu = [], 0.0
-    for n in range(calls):
-        member, linked = loaded[n % len(loaded)]
-        # Read as the view reads it (credentials deferred), a fresh instance per call.
-        account = access.accounts_readable_by(linked.user).get(pk=member.account_id)
-        with connection.execute_wrapper(count):
-            c, t = time.process_time(), time.perf_counter()
-            answer = position_size(account=account, requested_by=linked.user,
-                                   signal_id=f"{run}-{n}", instrument="EURUSD",
-                                   side=member.side, entry_price=member.entry,
-                                   stop_loss=member.stop, take_profit=None)
-            samples.append(time.perf_counter() - t)
-            cpu += time.process_time() - c
-        if not answer["setup_approved"]:
-            raise SystemExit(f"in-process call {n} not approved: {answer['rejection_reason']}"
-                             f" {answer['rejection_detail']}")
-    service = timing(samples, cpu, queries=sql[0] / calls, db_ms=sql[1] * 1000 / calls)
+    connection._commit = timed_commit
+    try:
+        for n in range(calls):
+            member, linked = loaded[n % len(loaded)]
+            # Read as the view reads it (credentials deferred), a fresh instance per call.
+            account = access.accounts_readable_by(linked.user).get(pk=member.account_id)
+            commits.append(0.0)
+            with connection.execute_wrapper(count):
+                c, t = time.process_time(), time.perf_counter()
+                answer = position_size(account=account, requested_by=linked.user,
+                                       signal_id=f"{run}-{n}", instrument="EURUSD",
+                                       side=member.side, entry_price=member.entry,
+                                       stop_loss=member.stop, take_profit=None)
+                samples.append(time.perf_counter() - t)
+                cpu += time.process_time() - c
+            if not answer["setup_approved"]:
+                raise SystemExit(f"in-process call {n} not approved: "
+                                 f"{answer['rejection_reason']} {answer['rejection_detail']}")
+    finally:
+        del connection._commit  # the class's method again
+    service = timing(samples, cpu, queries=sql[0] / calls, db_ms=sql[1] * 1000 / calls,
+                     commit_ms=statistics.fmean(commits) * 1000,
+                     slow_commits=sum(c * 1000 > SLOW_COMMIT_MS for c in commits),
+                     commit_max_ms=max(commits) * 1000)
     return bridge, service
 
 
@@ -463,9 +487,11 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
               f"{errors:>8}")
     print("(in-process rows: one call at a time, req/s = 1 / mean, CPU ms = this process's "
           "CPU per call; errors: non-2xx answers + socket errors)")
-    print(f"in-process service: {service.queries:.0f} SQL statements per call, "
-          f"{service.db_ms:.1f} ms waiting on them; the bridge's three round trips "
-          f"{bridge.mean_ms:.1f} ms (mean)")
+    print(f"in-process service, per call (means): {service.queries:.0f} SQL statements, "
+          f"{service.db_ms:.1f} ms waiting on them; COMMIT {service.commit_ms:.1f} ms "
+          f"({service.slow_commits} of {service.calls} over {SLOW_COMMIT_MS:g} ms, the "
+          f"slowest {service.commit_max_ms:.0f} ms: the WAL flush); Python CPU "
+          f"{service.cpu_ms:.1f} ms; the bridge's three round trips {bridge.mean_ms:.1f} ms")
     rest = service.p50_ms - bridge.p50_ms
     http = paced.p50_ms - service.p50_ms
     print(f"p50 split at ~{paced.rate:,.0f} req/s: bridge {bridge.p50_ms:.1f} ms, rest of the "

@@ -185,6 +185,15 @@ class OrderResult:
     ambiguous: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One H1 bar: its open time, open and close, in the quote currency."""
+
+    time: datetime
+    open: Decimal
+    close: Decimal
+
+
 @runtime_checkable
 class BrokerGateway(Protocol):
     """One broker account, seen through one adapter."""
@@ -203,6 +212,8 @@ class BrokerGateway(Protocol):
 
     def margin_required(self, symbol: str, side: Side, volume: Decimal,
                         price: Decimal) -> Decimal: ...
+
+    def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]: ...
 
     def open_position(self, symbol: str, side: Side, volume: Decimal, *, sl: Decimal | None,
                       tp: Decimal | None, tag: str) -> OrderResult: ...

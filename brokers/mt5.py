@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from brokers import mt5_api
@@ -31,6 +32,7 @@ from brokers.errors import (
 )
 from brokers.gateway import (
     AccountState,
+    Bar,
     BrokerPosition,
     CloseResult,
     Deal,
@@ -60,6 +62,19 @@ _TIMEOUT_ERRORS = {mt5_api.RES_E_INTERNAL_FAIL_TIMEOUT}
 _AUTH_ERRORS = {mt5_api.RES_E_AUTH_FAILED}
 
 DEFAULT_DEVIATION_POINTS = 20
+
+
+class _Record:
+    """Attribute access over a mapping, so a dict row validates like a namedtuple."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _field(record: Any, name: str) -> Any:
@@ -349,6 +364,27 @@ class Mt5Gateway:
             retryable=retcode in mt5_api.RETRYABLE_RETCODES,
             ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
         )
+
+    def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]:
+        """The last ``count`` H1 bars, oldest first, the last one in progress (MetaTrader 5:
+        copy_rates_from_pos). Rows may be records or mappings (a numpy row as a dict)."""
+        self.connect()
+        rows = self.terminal.copy_rates_from_pos(symbol, mt5_api.TIMEFRAME_H1, 0, count)
+        if rows is None:
+            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
+                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
+                                          detail={"symbol": symbol})
+            raise self._failure("copy_rates_from_pos")
+        bars = []
+        for row in rows:
+            record = _Record(row) if isinstance(row, dict) else row
+            bars.append(Bar(time=_epoch(record, "time"),
+                            open=_number(record, "open", positive=True),
+                            close=_number(record, "close", positive=True)))
+        if any(b.time >= c.time for b, c in pairwise(bars)):
+            raise BrokerBadReply("copy_rates_from_pos answered bars out of order",
+                                 detail={"field": "time"})
+        return bars
 
     def margin_required(self, symbol: str, side: Side, volume: Decimal,
                         price: Decimal) -> Decimal:

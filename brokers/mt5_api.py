@@ -94,6 +94,9 @@ POSITION_REASON_MOBILE = 1
 POSITION_REASON_WEB = 2
 POSITION_REASON_EXPERT = 3
 
+# --- timeframes (copy_rates_*) ---
+TIMEFRAME_H1 = 16385
+
 # --- symbols and accounts ---
 SYMBOL_FILLING_FOK = 1  # flags in symbol_info().filling_mode
 SYMBOL_FILLING_IOC = 2
@@ -154,6 +157,11 @@ OrderSendResult = namedtuple(
         "request_id", "retcode_external", "request",
     ],
 )
+# copy_rates_* answer a numpy structured array with these field names; the bridge sends
+# its rows as records with the same names.
+Rate = namedtuple(
+    "Rate", ["time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"]
+)
 TerminalInfo = namedtuple(
     "TerminalInfo",
     ["connected", "trade_allowed", "name", "company", "path", "build", "ping_last"],
@@ -162,7 +170,7 @@ TerminalInfo = namedtuple(
 NAMEDTUPLES = {
     cls.__name__: cls
     for cls in (AccountInfo, TradePosition, TradeDeal, SymbolInfo, Tick, OrderSendResult,
-                TerminalInfo)
+                TerminalInfo, Rate)
 }
 
 # Retcodes after which a close may be retried with a fresh price (MetaTrader 5 docs).

@@ -234,6 +234,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "guards-market-scan": {
+        "task": "guards.tasks.market_guard_scan",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
     "sync-logs-prune": {
         "task": "positions.tasks.sync_logs_prune",
         "schedule": 86400.0,  # daily

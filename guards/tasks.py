@@ -16,3 +16,8 @@ def liquidation_recheck(episode_id: int) -> str:
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def close_request_execute(close_request_id: int) -> str:
     return services.close_request_execute(close_request_id=int(close_request_id))
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def market_guard_scan() -> int:
+    return services.market_guard_scan()

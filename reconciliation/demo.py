@@ -16,6 +16,9 @@ in login order:
 6. a position a person opens by hand (magic 0)             → manual
 7. a stop loss 30 points away from the registered one      → sl_tp_mismatch
 8. a bot order nobody registered                           → unexpected
+9. a SELL far too big for the account, held into the weekend gap: the +1.55 % Sunday open
+   costs about a quarter of the balance → the drawdown guard warns, re-checks after the
+   delay with a fresh read, and liquidates the account through the close path
 
 Every other account trades normally: at most two open bot positions, closed by the bot.
 """
@@ -44,7 +47,7 @@ logger = logging.getLogger(__name__)
 SYMBOL = "EURUSD"
 POINT = Decimal("0.00001")
 SCENARIOS = ("normal", "partial_fill", "slippage", "missing", "hand_close", "weekend_gap",
-             "manual", "sl_mismatch", "unexpected")
+             "manual", "sl_mismatch", "unexpected", "overleveraged")
 HAND_CLOSE_AFTER = timedelta(seconds=20)
 BOT_CLOSE_AFTER = timedelta(seconds=40)
 
@@ -116,6 +119,15 @@ def _scenario(account: TradingAccount, name: str) -> None:
         marker = _register(account, "buy", ref=ref)
         ExpectedTrade.objects.filter(pk=marker.pk).update(
             status=ExpectedTrade.Status.CANCELLED)
+        return
+    if name == "overleveraged":
+        # the gap moves EURUSD about 1,900 points: 1,900 × 1 (USD per point per lot) per lot
+        balance = account.balance or Decimal(1000)
+        volume = (balance * Decimal("0.25") / Decimal(1900)).quantize(
+            Decimal("0.01"), rounding=ROUND_DOWN)
+        trade = _register(account, "sell", ref=ref, sl_points=None, tp_points=None,
+                          volume=max(volume, Decimal("0.01")))
+        _place(account, trade)
         return
     if name == "weekend_gap":
         trade = _register(account, "sell", ref=ref, sl=Decimal("1.08000"), tp_points=None)

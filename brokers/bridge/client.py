@@ -189,6 +189,10 @@ class BridgeTerminal:
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
         return self._call("order_calc_margin", action, symbol, volume, price)
 
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int,
+                            count: int) -> Any:
+        return self._call("copy_rates_from_pos", symbol, timeframe, start_pos, count)
+
     def order_send(self, request: dict[str, Any]) -> Any:
         return self._call("order_send", {k: _wire(v) for k, v in request.items()})
 

@@ -66,6 +66,7 @@ ALLOWED_METHODS: dict[str, tuple[int, frozenset[str]]] = {
     "symbol_info_tick": (1, frozenset({"symbol"})),
     "order_send": (1, frozenset({"request"})),
     "order_calc_margin": (4, frozenset({"action", "symbol", "volume", "price"})),
+    "copy_rates_from_pos": (4, frozenset({"symbol", "timeframe", "start_pos", "count"})),
 }
 # Extra calls of the simulated terminal, served only with --sim.
 SIM_METHODS: dict[str, tuple[int, frozenset[str]]] = {
@@ -164,6 +165,10 @@ def validate_call(payload: Any, methods: dict[str, tuple[int, frozenset[str]]]) 
 
 def encode(value: Any) -> Any:
     """Turn a terminal's reply into JSON-safe data (namedtuples tagged by type name)."""
+    names = getattr(getattr(value, "dtype", None), "names", None)
+    if names:  # a numpy structured array (copy_rates_*): one record per row
+        return [{"__nt__": "Rate", "fields": {n: encode(v) for n, v in zip(
+            names, row.tolist(), strict=True)}} for row in value]
     if hasattr(value, "_asdict") and hasattr(value, "_fields"):
         fields = {k: encode(v) for k, v in value._asdict().items()}
         return {"__nt__": type(value).__name__, "fields": fields}

@@ -264,6 +264,26 @@ class SimTerminal:
         return float(money(margin))
 
     @_api()
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int,
+                            count: int) -> tuple[mt5.Rate, ...] | None:
+        """H1 bars ending ``start_pos`` bars back (0 = the bar in progress, whose close is
+        the current bid), oldest first (MetaTrader 5: copy_rates_from_pos). Only H1."""
+        if symbol != SYMBOL:
+            return self._fail(mt5.RES_E_NOT_FOUND, None)
+        if timeframe != mt5.TIMEFRAME_H1 or start_pos < 0 or not 0 < count <= 5000:
+            return self._fail(mt5.RES_E_INVALID_PARAMS, None)
+        current, _ = self._clock.position()
+        rates = []
+        for counter in range(max(current - start_pos - count + 1, 0), current - start_pos + 1):
+            bar = bar_at(self._bars, counter)
+            close = self._quote.bid if counter == current else bar.close
+            rates.append(mt5.Rate(time=epoch(bar.time), open=float(bar.open),
+                                  high=float(bar.high), low=float(bar.low), close=float(close),
+                                  tick_volume=bar.volume, spread=self._spread_points,
+                                  real_volume=0))
+        return tuple(rates)
+
+    @_api()
     def symbol_info_tick(self, symbol: str) -> mt5.Tick | None:
         if symbol != SYMBOL:
             return self._fail(mt5.RES_E_NOT_FOUND, None)

@@ -56,4 +56,6 @@ curl -fsS -o /dev/null -w "smoke: admin login page HTTP %{http_code}\n" http://1
 .venv/bin/python manage.py reconciliation_check --timeout 300 \
   --kinds missing,unexpected,manual,partial_fill,slippage,sl_tp_mismatch,closed_externally,gap \
   || { tail -60 "$work/demo.log"; exit 1; }
+# The over-leveraged demo account crosses its critical drawdown on that gap and is liquidated.
+.venv/bin/python manage.py guard_check --timeout 180 || { tail -60 "$work/demo.log"; exit 1; }
 echo "smoke: ok"

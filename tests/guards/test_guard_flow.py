@@ -202,3 +202,29 @@ def test_a_rejected_close_fails_and_is_alerted(open_position, sim_bridge):
     assert services.close_request_execute(close_request_id=request.pk) == "failed"
     assert GuardAlert.objects.filter(account=account, kind="close_failed").exists()
     assert len(sim_bridge.sim("sim_positions", 9410)) == 1
+
+
+# --- market guard ---
+def test_the_market_guard_flags_the_real_weekend_gap_once(sim_bridge, linked_account):
+    from guards.models import GuardSettings
+
+    account = linked_account(9420)
+    row = services.guard_settings_get()
+    GuardSettings.objects.filter(pk=row.pk).update(price_gap_alert_percent=Decimal(1))
+    sim_bridge.sim("sim_advance", FRIDAY_2000)
+    sim_bridge.sim("sim_open", 9420, "EURUSD", "buy", "0.10", magic=1)
+    sync(account)
+    assert services.market_guard_scan() == 0  # Friday 20:00: an ordinary hour
+
+    sim_bridge.sim("sim_advance", 1)  # Sunday 21:00 opens 1.08930 after a 1.07268 close
+    sync(account)
+    assert services.market_guard_scan() == 1
+    assert services.market_guard_scan() == 0  # the same bar: not raised twice
+    alert = GuardAlert.objects.get(account=account, kind="market")
+    # (1.08930 − 1.07268) / 1.07268 × 100 = 1.5494 %
+    assert alert.payload["kind"] == "gap" and alert.payload["value"].startswith("1.549")
+
+    sim_bridge.sim("sim_advance", 1)  # Sunday 22:00: no gap
+    sync(account)
+    assert services.market_guard_scan() == 0
+    assert not CloseRequest.objects.exists()  # the default action only alerts
