@@ -4,11 +4,13 @@
                                                   [--connections 8] [--rate 50] [--calls 200]
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), Redis on 127.0.0.1:6379 and ``wrk``.
-Uses bench/api_bench.py's scratch database (``bench_backoffice``), environment defaults,
-gunicorn launch (``bench.settings``, 2 sync workers, TCP_DEFER_ACCEPT listener) and wrk
-runner. What it does:
+Uses bench/api_bench.py's environment defaults, database helpers, gunicorn launch
+(``bench.settings``, 2 sync workers, TCP_DEFER_ACCEPT listener) and wrk runner, but a
+scratch database (``bench_position_size``) and Redis database (12) of its own: the other
+benches share ``bench_backoffice`` and empty it when they start. What it does:
 
-1. creates and migrates the scratch database and empties the project's tables;
+1. creates and migrates the scratch database and empties the project's tables
+   (``--recreate-db`` drops it first, for when the migration files were rewritten);
 2. starts a terminal bridge on the simulated terminal (``brokers.bridge.server --sim
    --manual-clock --members 0``: prices stand still) and creates ``--members`` USD accounts
    in it (1:100, 10,000 USD); in the database, one member per account with that account
@@ -61,10 +63,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# A scratch database of its own: the other benches share ``bench_backoffice`` and empty it
+# when they start, which would wipe this bench's members in the middle of a run.
+BENCH_DB = "bench_position_size"
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
+# And a Redis database of its own for the cache (api_bench and guard_bench use 13; the risk
+# configuration is cached there by version, and versions restart with each scratch DB).
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
 # Importing it sets the bench's environment defaults and DJANGO_SETTINGS_MODULE=bench.settings.
 from bench import api_bench  # noqa: E402
 from bench.api_bench import (  # noqa: E402
-    BENCH_DB,
     WORKERS,
     WrkResult,
     cpu_busy_percent,
@@ -97,8 +105,8 @@ PACE_CORRECTIONS = 2  # extra full runs when the paced run misses the rate by ov
 
 
 def drop_database() -> None:
-    """Drop the scratch database (only ``bench_backoffice``; api_bench's ensure_database
-    creates it again). FORCE ends other sessions on it, e.g. another bench's."""
+    """Drop this bench's scratch database (only ``bench_position_size``; api_bench's
+    ensure_database creates it again). FORCE ends any session left on it."""
     import psycopg
 
     url = os.environ["DATABASE_URL"]

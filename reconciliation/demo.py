@@ -17,7 +17,7 @@ in login order:
 7. a stop loss 30 points away from the registered one      → sl_tp_mismatch
 8. a bot order nobody registered                           → unexpected
 9. a SELL far too big for the account, held into the weekend gap: the +1.55 % Sunday open
-   costs about a quarter of the balance → the drawdown guard warns, re-checks after the
+   costs about a third of the balance (a quarter in a GBP account) → the drawdown guard warns, re-checks after the
    delay with a fresh read, and liquidates the account through the close path
 
 Every other account trades normally: at most two open bot positions, closed by the bot.
@@ -123,7 +123,7 @@ def _scenario(account: TradingAccount, name: str) -> None:
     if name == "overleveraged":
         # the gap moves EURUSD about 1,900 points: 1,900 × 1 (USD per point per lot) per lot
         balance = account.balance or Decimal(1000)
-        volume = (balance * Decimal("0.25") / Decimal(1900)).quantize(
+        volume = (balance * Decimal("0.32") / Decimal(1900)).quantize(
             Decimal("0.01"), rounding=ROUND_DOWN)
         trade = _register(account, "sell", ref=ref, sl_points=None, tp_points=None,
                           volume=max(volume, Decimal("0.01")))
