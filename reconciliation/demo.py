@@ -17,8 +17,9 @@ in login order:
 7. a stop loss 30 points away from the registered one      → sl_tp_mismatch
 8. a bot order nobody registered                           → unexpected
 9. a SELL far too big for the account, held into the weekend gap: the +1.55 % Sunday open
-   costs about a third of the balance (a quarter in a GBP account) → the drawdown guard warns, re-checks after the
-   delay with a fresh read, and liquidates the account through the close path
+   costs about a third of the balance (a quarter in a GBP account) → the drawdown guard
+   warns, re-checks after the delay with a fresh read, and liquidates the account through
+   the close path
 
 Every other account trades normally: at most two open bot positions, closed by the bot.
 """
