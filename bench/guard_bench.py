@@ -324,9 +324,26 @@ def main() -> None:
               f"{cadence} s for its next read. The guard's 1 s cadence only applies to "
               f"accounts already within 2 points of the critical level; p99 < 1 s for a "
               f"gap needs a cadence near 1 s for every account (= {args.accounts} reads/s)")
-        print("- each critical account here holds 6 positions: its liquidation is a fresh "
-              "read plus 6 closes one after another (each close: positions_get, "
-              "symbol_info, tick, order_send, then the deals for the realized P&L)")
+        held = max(per_account, default=0)
+        print(f"- each critical account here holds {held} positions: its liquidation is a "
+              f"fresh read plus {held} closes one after another (each close: login, "
+              "positions_get, symbol_info, tick, order_send, then the deals for the realized "
+              "P&L); in production the guards and close queues run beside the sync queue, "
+              "but through the same bridge, whose one terminal thread serves every call in "
+              "arrival order")
+        print("- the simulator switches accounts in microseconds; a real terminal's login "
+              "per account switch is far slower, so every time here is a lower bound")
+        problems = []
+        if len(flat) != len(critical_ids):
+            problems.append(f"{len(critical_ids) - len(flat)} critical accounts not flat")
+        if episodes_total != len(critical_ids) or done != len(critical_ids):
+            problems.append(f"{episodes_total} episodes ({done} done) for "
+                            f"{len(critical_ids)} critical accounts")
+        if others_touched:
+            problems.append(f"close orders sent to {len(others_touched)} other accounts")
+        if problems:
+            print("\nCHECK FAILED: " + "; ".join(problems))
+            sys.exit(1)
     finally:
         BridgeTerminal.order_send = plain_order_send  # type: ignore[method-assign]
         bridge.terminate()

@@ -431,6 +431,8 @@ def sync_dispatch(*, limit: int, batch_size: int,
         due = list(
             TradingAccount.objects.select_for_update(skip_locked=True)
             .filter(is_active=True, next_sync_at__lte=now)
+            # an account a worker is syncing right now is not queued again behind itself
+            .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
             .order_by("next_sync_at")
             .values_list("id", "sync_cadence_seconds")[:limit]
         )

@@ -41,15 +41,18 @@ def _fresh_cache():
 
 def critical_account(user, **kwargs):
     # peak 10,000, equity 7,500: drawdown (10,000 − 7,500) / 10,000 = 25 % ≥ 20 % critical
-    return TradingAccountFactory(user=user, peak_equity=Decimal("10000.00"),
-                                 equity=Decimal("7500.00"), balance=Decimal("10000.00"),
-                                 **kwargs)
+    account = TradingAccountFactory(user=user, peak_equity=Decimal("10000.00"),
+                                    equity=Decimal("7500.00"), balance=Decimal("10000.00"),
+                                    **kwargs)
+    PositionFactory(account=account)  # something to close
+    return account
 
 
 # --- levels, period rules ---
 def test_warning_then_critical_are_two_transitions(member):
     account = TradingAccountFactory(user=member, peak_equity=Decimal("10000.00"),
                                     equity=Decimal("8400.00"))  # 16 %: warning
+    PositionFactory(account=account)
     services.accounts_guard(account_ids=[account.pk])
     account.equity = Decimal("7900.00")  # 21 %: critical
     account.save(update_fields=["equity"])

@@ -228,3 +228,18 @@ def test_the_market_guard_flags_the_real_weekend_gap_once(sim_bridge, linked_acc
     sync(account)
     assert services.market_guard_scan() == 0
     assert not CloseRequest.objects.exists()  # the default action only alerts
+
+
+def test_a_liquidated_flat_account_opens_no_new_episode(gapped, sim_bridge):
+    account, _ = gapped
+    episode = LiquidationEpisode.objects.get(account=account)
+    services.liquidation_recheck(episode_id=episode.pk)
+    for request in CloseRequest.objects.filter(account=account):
+        services.close_request_execute(close_request_id=request.pk)
+    for _ in range(3):
+        account = sync(account)  # still far below the peak, but flat
+    assert account.drawdown_percent > Decimal(20)
+    assert LiquidationEpisode.objects.filter(account=account).count() == 1
+    from guards.models import AccountGuardState
+
+    assert AccountGuardState.objects.get(account=account).trading_blocked
