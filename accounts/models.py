@@ -91,6 +91,8 @@ class TradingAccount(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     sync_cadence_seconds = models.PositiveIntegerField(default=10)
     next_sync_at = models.DateTimeField(null=True, blank=True)
+    sync_dispatched_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                              help_text="When its last sync was enqueued")
     last_snapshot_at = models.DateTimeField(
         null=True, blank=True, help_text="Terminal time of the last pushed snapshot applied")
     sync_lease_until = models.DateTimeField(null=True, blank=True, editable=False)

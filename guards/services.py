@@ -493,7 +493,7 @@ def _close_request_record(request: CloseRequest, *, outcome: str, retcode: int |
             close_request=request, number=request.attempts, outcome=outcome, retcode=retcode,
             comment=comment[:200], price=price, volume=volume, realized_pnl=realized,
             duration_ms=duration_ms, created_at=now)
-        fields = {"last_retcode": retcode, "sending_until": None}
+        fields: dict[str, Any] = {"last_retcode": retcode, "sending_until": None}
         if outcome == "done":
             fields.update(status=CloseRequest.Status.DONE, close_price=price,
                           closed_volume=volume, realized_pnl=realized, done_at=now)

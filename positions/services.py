@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.crypto import CredentialsUnreadable
@@ -39,6 +39,7 @@ from positions.models import EquitySnapshot, Instrument, Position, SyncLog
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120
+DISPATCH_EXPIRY = timedelta(seconds=60)  # the accounts_sync task's own expiry
 MAX_BACKOFF_SECONDS = 300
 DEAL_LOOKBACK = timedelta(minutes=1)
 CLOSING_ENTRIES = frozenset({"out", "out_by", "inout"})
@@ -433,6 +434,12 @@ def sync_dispatch(*, limit: int, batch_size: int,
             .filter(is_active=True, next_sync_at__lte=now)
             # an account a worker is syncing right now is not queued again behind itself
             .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
+            # nor one whose queued sync has not started yet: when a cycle takes longer than
+            # the cadence, the queue would otherwise grow without bound (after the task's
+            # expiry it is queued again)
+            .filter(Q(sync_dispatched_at__isnull=True)
+                    | Q(last_sync_attempt_at__gte=F("sync_dispatched_at"))
+                    | Q(sync_dispatched_at__lt=now - DISPATCH_EXPIRY))
             .order_by("next_sync_at")
             .values_list("id", "sync_cadence_seconds")[:limit]
         )
@@ -441,7 +448,7 @@ def sync_dispatch(*, limit: int, batch_size: int,
             by_cadence.setdefault(cadence, []).append(account_id)
         for cadence, ids in by_cadence.items():
             TradingAccount.objects.filter(id__in=ids).update(
-                next_sync_at=now + timedelta(seconds=cadence)
+                next_sync_at=now + timedelta(seconds=cadence), sync_dispatched_at=now
             )
         ids = [account_id for account_id, _ in due]
         batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]

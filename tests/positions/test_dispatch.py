@@ -146,3 +146,21 @@ def test_two_workers_never_sync_one_account_at_once(member, sim_bridge):
     synced = Counter(a for o in outcomes for a in o.synced)
     assert sum(synced.values()) == len(intervals)
     assert TradingAccount.objects.filter(pk__in=ids, sync_lease_token__isnull=False).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_account_is_not_queued_again_until_its_sync_starts(member):
+    (account,) = make_accounts(member, 1)
+    batches: list[list[int]] = []
+    assert sync_dispatch(limit=10, batch_size=10, enqueue=batches.append) == 1
+    # the cadence passes while the batch still waits in the queue
+    TradingAccount.objects.filter(pk=account.pk).update(next_sync_at=timezone.now())
+    assert sync_dispatch(limit=10, batch_size=10, enqueue=batches.append) == 0
+    # its sync started (attempted): due again at the next cadence
+    TradingAccount.objects.filter(pk=account.pk).update(last_sync_attempt_at=timezone.now())
+    assert sync_dispatch(limit=10, batch_size=10, enqueue=batches.append) == 1
+    # a task lost in the queue (past its expiry) does not strand the account
+    TradingAccount.objects.filter(pk=account.pk).update(
+        next_sync_at=timezone.now(), last_sync_attempt_at=None,
+        sync_dispatched_at=timezone.now() - timedelta(seconds=61))
+    assert sync_dispatch(limit=10, batch_size=10, enqueue=batches.append) == 1
