@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
+from notifications import views as mini_app
 
 admin.site.site_header = "Trading back office"
 admin.site.site_title = "Back office"
@@ -12,6 +13,7 @@ admin.site.site_title = "Back office"
 urlpatterns = [
     path("", views.index, name="index"),
     path("healthz", health.healthz, name="healthz"),
+    path("app/", mini_app.mini_app, name="mini-app"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
