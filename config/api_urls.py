@@ -9,6 +9,7 @@ from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimary
 from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
 from config.api import AnyIdConverter
 from guards.apis import GuardsApi, ManualCloseApi, PlatformStateApi
+from notifications.auth_apis import TelegramAuthApi
 from positions.apis import (
     AccountEquityApi,
     AccountPositionsApi,
@@ -23,6 +24,7 @@ register_converter(AnyIdConverter, "anyid")
 urlpatterns = [
     path("auth/token", TokenObtainPairView.as_view(), name="token"),
     path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/telegram", TelegramAuthApi.as_view(), name="token-telegram"),
     path("accounts", AccountListCreateApi.as_view(), name="accounts"),
     path("accounts/<anyid:account_id>", AccountDetailApi.as_view(), name="account"),
     path("accounts/<anyid:account_id>/primary", AccountPrimaryApi.as_view(),
