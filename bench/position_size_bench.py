@@ -98,6 +98,7 @@ MAX_DURATION = 60  # seconds per wrk run: keeps each phase well inside the fresh
 RESYNC_AFTER = 60  # seconds: figures older than this are re-synced before the next phase
 GOAL_P99_MS = 20.0
 SLOW_COMMIT_MS = 20.0
+INTERFERENCE_CORES = 0.1  # other processes' CPU above which the report warns
 PACE_CORRECTIONS = 2  # extra full runs when the paced run misses the rate by over 10 %
 
 
@@ -473,7 +474,7 @@ def outcome_counts(since: tuple[int, int]) -> tuple[int, int, int, dict[str, int
 
 
 def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timing, *,
-                 connections: int, target: float) -> None:
+                 connections: int, target: float, interference: dict[str, float]) -> None:
     header = (f"{'measurement':<50}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms':>8}"
               f"{'errors':>8}")
     print()
@@ -509,6 +510,11 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
     print()
     print(f"goal: p99 < {GOAL_P99_MS:g} ms at ~{target:g} req/s: {paced.p99_ms:.1f} ms "
           f"(at {paced.rate:,.0f} req/s) -> {'met' if paced.p99_ms < GOAL_P99_MS else 'MISSED'}")
+    busy = {phase: cores for phase, cores in interference.items() if cores > INTERFERENCE_CORES}
+    if busy:
+        print("WARNING: other processes on this machine used " + ", ".join(
+            f"{cores:.1f} cores during {phase}" for phase, cores in busy.items())
+            + ": those figures are inflated; run again on a quiet machine")
     if abs(paced.rate - target) > 0.1 * target:
         print(f"note: (b) ran at {paced.rate:,.0f} req/s, more than 10 % off the target "
               f"(the maximum is {top.rate:,.0f} req/s)")
@@ -528,6 +534,8 @@ def main() -> None:
                         help=f"drop and recreate the scratch database {BENCH_DB} first (when "
                              "its migration history no longer matches the migration files)")
     args = parser.parse_args()
+    if args.members < 1 or args.calls < 1 or args.connections < 1 or args.rate <= 0:
+        parser.error("--members, --calls and --connections must be >= 1, --rate > 0")
     if not 0 < args.duration <= MAX_DURATION:
         parser.error(f"--duration must be in (0, {MAX_DURATION}] s: the accounts' figures "
                      "must stay fresh through a phase")
@@ -544,6 +552,9 @@ def main() -> None:
     if args.recreate_db:
         drop_database()
     ensure_database()
+    # CPU of other processes (not this bench's gunicorn, bridge, PostgreSQL, Redis, wrk),
+    # in cores, during the phases it is measured for.
+    interference: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="position_size_bench-") as tmp:
         bridge_log = Path(tmp) / "bridge.log"
         bridge = start_bridge(os.environ["MT5_BRIDGE_TOKEN"], bridge_log)
@@ -616,6 +627,7 @@ def main() -> None:
                   f"({top.requests:,} requests, {top.non2xx} non-2xx, {top.socket_errors} "
                   "socket errors)", flush=True)
             used = sum(shares.values())
+            interference["(a)"] = shares["other"] / top.seconds
             print("    CPU per request: " + ", ".join(
                 f"{name} {seconds * 1000 / max(1, top.requests):.1f} ms"
                 for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1]))
@@ -635,6 +647,9 @@ def main() -> None:
                   f"{corrections} corrected re-runs), p50 {paced.p50_ms:.1f} ms, p99 "
                   f"{paced.p99_ms:.1f} ms ({paced.requests:,} requests, {paced.non2xx} "
                   f"non-2xx, {paced.socket_errors} socket errors)", flush=True)
+            if pause_ms <= 1.0:
+                print("    note: the pause fell to its 1 ms floor: the target is beyond what "
+                      "the server sustains here, so (b) ran flat out, not paced")
             stop(server)
             logs, approved, trades, rejected = outcome_counts(before)
             print(f"wrk runs (warm-up and probes included): {logs:,} risk logs, {approved:,} "
@@ -644,13 +659,18 @@ def main() -> None:
             freshness.ensure()
             print(f"in-process: {args.calls} gateway calls, then {args.calls} service calls "
                   f"(gunicorn stopped; bridge {settings.MT5_BRIDGE_URL})", flush=True)
+            procs_before, t = cpu_by_process(), time.monotonic()
             bridge_timing, service_timing = time_in_process(members, calls=args.calls)
+            interference["in-process"] = cpu_shares(
+                procs_before, cpu_by_process(), gunicorn=-1,
+                bridge=bridge.process.pid)["other"] / (time.monotonic() - t)
         finally:
             if server is not None:
                 stop(server)
             stop(bridge.process)
         print_report(top, paced, bridge_timing, service_timing,
-                     connections=args.connections, target=args.rate)
+                     connections=args.connections, target=args.rate,
+                     interference=interference)
 
 
 if __name__ == "__main__":

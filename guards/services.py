@@ -152,6 +152,31 @@ def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
     return result
 
 
+# --- alerts: audit rows, and the member's Telegram outbox in the same transaction ---
+ALERT_KINDS = {  # GuardAlert kind → notifications Alert kind
+    GuardAlert.Kind.LIQUIDATION_ABORTED: "liquidation_cancelled",
+    GuardAlert.Kind.READ_ONLY_NOT_CLOSED: "read_only",
+}
+
+
+def guard_alerts_save(alerts: list[GuardAlert]) -> None:
+    """Store guard alerts and put each in its member's Telegram outbox. Call inside the
+    event's transaction: a rollback loses both, a commit keeps both."""
+    if not alerts:
+        return
+    from notifications.services import alert_enqueue
+
+    GuardAlert.objects.bulk_create(alerts)
+    owners = {a.pk: a for a in TradingAccount.objects.select_related("user").filter(
+        pk__in={alert.account_id for alert in alerts})}
+    for alert in alerts:
+        account = owners[alert.account_id]
+        alert_enqueue(user=account.user, account=account,
+                      kind=ALERT_KINDS.get(alert.kind, alert.kind),
+                      text=f"{account.login}@{account.server}: {alert.message}",
+                      payload=alert.payload)
+
+
 # --- the guard, after every good read ---
 @dataclass(slots=True)
 class GuardOutcome:
@@ -280,7 +305,7 @@ def accounts_guard(*, account_ids: list[int], now: datetime | None = None) -> Gu
                     f"{reason}: all positions will be closed in {trigger['warning_seconds']} s "
                     "unless the account recovers.", now,
                     {"positions": _positions_payload(account.pk), **trigger}))
-        GuardAlert.objects.bulk_create(alerts)
+        guard_alerts_save(alerts)
     return outcome
 
 
@@ -379,9 +404,9 @@ def _episode_finish(episode: LiquidationEpisode, status_to: str, outcome: str, k
         moved = LiquidationEpisode.objects.filter(pk=episode.pk, status=expect).update(
             status=status_to, finished_at=now, outcome=outcome[:200])
         if moved:
-            GuardAlert.objects.create(account_id=episode.account_id, kind=kind,
-                                      message=f"Liquidation {status_to}: {outcome}"[:500],
-                                      payload=payload or {}, created_at=now)
+            guard_alerts_save([GuardAlert(account_id=episode.account_id, kind=kind,
+                                          message=f"Liquidation {status_to}: {outcome}"[:500],
+                                          payload=payload or {}, created_at=now)])
     return bool(moved)
 
 
@@ -446,10 +471,9 @@ def close_request_execute(*, close_request_id: int) -> str:
         if request.account.credentials_read_only:
             request.status = CloseRequest.Status.FAILED
             request.save(update_fields=["status"])
-            GuardAlert.objects.create(account=request.account,
-                                      kind=GuardAlert.Kind.READ_ONLY_NOT_CLOSED,
-                                      message=f"#{request.ticket} not closed: read-only account",
-                                      created_at=now)
+            guard_alerts_save([GuardAlert(
+                account_id=request.account_id, kind=GuardAlert.Kind.READ_ONLY_NOT_CLOSED,
+                message=f"#{request.ticket} not closed: read-only account", created_at=now)])
             return request.status
         # Committed before anything is sent: a worker killed after sending leaves this.
         request.status = CloseRequest.Status.SENDING
@@ -504,11 +528,11 @@ def _close_request_record(request: CloseRequest, *, outcome: str, retcode: int |
             retry_in = min(2 ** request.attempts, 30)
         else:
             fields["status"] = CloseRequest.Status.FAILED
-            GuardAlert.objects.create(
+            guard_alerts_save([GuardAlert(
                 account_id=request.account_id, kind=GuardAlert.Kind.CLOSE_FAILED,
                 message=f"Closing #{request.ticket} failed ({retcode} {comment}); "
                         "left for a person.", payload={"close_request": request.pk},
-                created_at=now)
+                created_at=now)])
         CloseRequest.objects.filter(pk=request.pk).update(**fields)
         if request.episode_id and fields["status"] in (CloseRequest.Status.DONE,
                                                         CloseRequest.Status.FAILED):
@@ -679,11 +703,11 @@ def market_guard_scan(*, now: datetime | None = None) -> int:
                     continue  # already raised for this bar
                 raised += 1
                 with transaction.atomic():
-                    GuardAlert.objects.create(
+                    guard_alerts_save([GuardAlert(
                         account_id=account_id, kind=GuardAlert.Kind.MARKET,
                         message=f"{symbol}: {flag.detail}"[:500], created_at=now,
                         payload={"symbol": symbol, "kind": flag.kind, "value": str(flag.value),
-                                 "limit": str(flag.limit), "action": base.market_action})
+                                 "limit": str(flag.limit), "action": base.market_action})])
                     if base.market_action == Action.CLOSE:
                         for position in positions:
                             if position.account.credentials_read_only:

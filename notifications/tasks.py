@@ -8,14 +8,15 @@ from celery import shared_task
 from notifications import services
 
 
-# max_retries=None: the retry policy (which errors, how long, how many calls) is the
-# service's, counted on the row, so a re-enqueued or redelivered task keeps the count;
-# a wait for the rate limit is not an attempt. Lease (60 s) > time_limit (45 s).
-@shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=30, time_limit=45)
-def deliver_alert(self, alert_id: int) -> str:
+# The retry policy (which errors, how long, how many calls) is the service's and is
+# counted on the row, so a re-enqueued or redelivered task keeps the count, and a wait
+# for the rate limit is not an attempt: the task only queues itself again when told to,
+# instead of sleeping in a worker. Lease (60 s) > time_limit (45 s).
+@shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
+def deliver_alert(alert_id: int) -> str:
     result = services.alert_deliver(alert_id=int(alert_id))
     if result.retry_in is not None:
-        raise self.retry(countdown=result.retry_in)
+        deliver_alert.apply_async(args=[int(alert_id)], countdown=result.retry_in)
     return result.outcome
 
 

@@ -236,6 +236,7 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
         closes: list[Position] = []
         snapshots: list[EquitySnapshot] = []
         logs: list[SyncLog] = []
+        changes: list[tuple[TradingAccount, str, str]] = []  # sync status alerts
         specs: dict[tuple[str, str], SymbolSpec] = {}
         for fetch in fetches:
             account = accounts.get(fetch.account_id)
@@ -248,6 +249,7 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             account.last_sync_attempt_at = now
             account.sync_lease_until = None
             account.sync_lease_token = None
+            was = account.sync_status
             if not fetch.ok:
                 outcome.failed.append(account.pk)
                 account.consecutive_failures += 1
@@ -262,7 +264,13 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
                     result=SyncLog.Result.FAILED, error_code=fetch.error_code,
                     error_message=fetch.error_message, before=before, after=before,
                 ))
+                if was == Status.HEALTHY:
+                    changes.append((account, "account_stale",
+                                    f"not readable ({fetch.error_code}): its figures are the "
+                                    "last good ones and the guards wait for a fresh read"))
                 continue
+            if was in (Status.STALE, Status.ERROR):
+                changes.append((account, "account_recovered", "readable again"))
 
             assert fetch.state is not None and fetch.positions is not None
             outcome.synced.append(account.pk)
@@ -339,6 +347,8 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             )
         if specs:
             _instruments_upsert(specs)
+        if changes:
+            _sync_status_alerts(changes)
 
     metrics.position_sync_total.labels(result="ok").inc(len(outcome.synced))
     metrics.position_sync_total.labels(result="failed").inc(len(outcome.failed))
@@ -346,6 +356,18 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
         sum(len(f.positions or ()) for f in fetches if f.account_id in outcome.synced)
     )
     return outcome
+
+
+def _sync_status_alerts(changes: list[tuple[TradingAccount, str, str]]) -> None:
+    """An account turning stale (or error) and recovering goes to its member's outbox in
+    the sync's own transaction. Rare: one user query per change."""
+    from notifications.services import alert_enqueue
+
+    for account, kind, text in changes:
+        alert_enqueue(user=account.user, account=account, kind=kind,
+                      text=f"{account.login}@{account.server}: {text}",
+                      payload={"sync_status": account.sync_status,
+                               "error_code": account.sync_error_code})
 
 
 def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> None:

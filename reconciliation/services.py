@@ -214,12 +214,34 @@ def accounts_reconcile(*, account_ids: list[int], now: datetime | None = None
             OpenDivergence.objects.bulk_create(new_rows)
         if logs:
             ReconciliationLog.objects.bulk_create(logs)
+            _alert_members(logs)
 
     for log in logs:
         if log.event != ReconciliationLog.Event.RESOLVED:
             metrics.divergences_total.labels(reason=log.kind).inc()
     metrics.latency.observe(time.perf_counter() - started)
     return outcome
+
+
+def _alert_members(logs: list[ReconciliationLog]) -> None:
+    """Each new divergence (or one-off event) goes to its member's outbox, in this
+    transaction. Resolutions are logged, not messaged."""
+    from notifications.services import alert_enqueue
+
+    news = [log for log in logs if log.event != ReconciliationLog.Event.RESOLVED]
+    if not news:
+        return
+    owners = {a.pk: a for a in TradingAccount.objects.select_related("user").filter(
+        pk__in={log.account_id for log in news})}
+    for log in news:
+        account = owners[log.account_id]
+        what = ", ".join(f"{k} {v}" for k, v in log.figures.items()
+                         if k in ("symbol", "side", "ticket", "reason", "expected_volume",
+                                  "actual_volume", "difference_points") and v)
+        alert_enqueue(user=account.user, account=account, kind="divergence_opened",
+                      text=f"{account.login}@{account.server}: "
+                           f"{log.kind.replace('_', ' ')} ({what})",
+                      payload={"kind": log.kind, "key": log.key, **log.figures})
 
 
 def _group(rows: list) -> dict[int, list]:
