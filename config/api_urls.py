@@ -9,6 +9,7 @@ from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimary
 from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
 from config.api import AnyIdConverter
 from guards.apis import GuardsApi, ManualCloseApi, PlatformStateApi
+from notifications.apis import AlertPreferencesApi
 from notifications.auth_apis import TelegramAuthApi
 from positions.apis import (
     AccountEquityApi,
@@ -37,6 +38,7 @@ urlpatterns = [
          name="account-equity"),
     path("positions", PrimaryPositionsApi.as_view(), name="positions"),
     path("trades", ExpectedTradeCreateApi.as_view(), name="trades"),
+    path("alerts/preferences", AlertPreferencesApi.as_view(), name="alert-preferences"),
     path("guards", GuardsApi.as_view(), name="guards"),
     path("guards/manual-close", ManualCloseApi.as_view(), name="manual-close"),
     path("guards/platform", PlatformStateApi.as_view(), name="platform-state"),

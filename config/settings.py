@@ -188,6 +188,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"SideEnum": ["buy", "sell"],
+                            "AlertModeEnum": "notifications.models.AlertPreference.Mode",
                             "PositionSideEnum": [("buy", "Buy"), ("sell", "Sell")]},
     # Ids are positive integers; the lenient converter only exists to answer a JSON 400.
     "PATH_CONVERTER_OVERRIDES": {"anyid": {"type": "integer", "minimum": 1,
@@ -236,6 +237,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "guards-market-scan": {
         "task": "guards.tasks.market_guard_scan",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+    "alerts-sweep": {
+        "task": "notifications.tasks.alerts_sweep",
         "schedule": 30.0,
         "options": {"expires": 25},
     },
