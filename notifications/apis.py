@@ -15,7 +15,7 @@ from notifications import services
 from notifications.models import Alert, AlertPreference
 
 
-class PreferencesInput(serializers.Serializer):
+class AlertPreferencesInput(serializers.Serializer):
     """``{kind: mode, ...}``: any subset of the kinds; an unknown kind is an error."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -43,13 +43,13 @@ class AlertPreferencesApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(services.alert_preferences_get(user=request.user))
 
-    @extend_schema(request=PreferencesInput,
+    @extend_schema(request=AlertPreferencesInput,
                    responses={200: PREFERENCES_OUTPUT,
                               400: ERRORS[400],
                               401: ERRORS[401]},
                    summary="Set my mode for some alert kinds (the others keep theirs)")
     def put(self, request: Request) -> Response:
-        data = PreferencesInput(data=request.data)
+        data = AlertPreferencesInput(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(services.alert_preferences_set(user=request.user,
                                                        modes=dict(data.validated_data)))

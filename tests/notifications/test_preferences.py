@@ -1,6 +1,6 @@
 """Alert preferences: the API (GET every kind with my mode, PUT some kinds), its
-validation, and that one member's choices are theirs alone. Through APIRequestFactory
-until the lead routes ``/api/v1/alerts/preferences``."""
+validation, and that one member's choices are theirs alone. Mostly through the view itself
+(APIRequestFactory), once through the routed URL with a real JWT."""
 
 from __future__ import annotations
 
@@ -77,3 +77,12 @@ def test_reads_are_one_query(member, django_assert_num_queries):
         assert alert_preferences_get(user=member)["market"] == "silent"
     with django_assert_num_queries(2):  # the preference, the insert
         alert_enqueue(user=member, kind="market", text="gap")
+
+
+def test_the_routed_endpoint_with_a_real_token(api, stranger_api, anon_api):
+    response = api.put(URL, {"period_rule": "silent"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["period_rule"] == "silent"
+    assert api.get(URL).json()["period_rule"] == "silent"
+    assert stranger_api.get(URL).json() == ALL_ON  # another member's modes are theirs
+    assert anon_api.get(URL).status_code == 401
