@@ -119,6 +119,22 @@ def drop_database() -> None:
     print(f"dropped the scratch database {name}")
 
 
+def pg_checkpoints() -> int | None:
+    """Checkpoints the PostgreSQL server has made so far (all databases), or None.
+
+    A checkpoint (on a timer, or requested: e.g. DROP DATABASE by another bench or test
+    run on this server) flushes dirty pages and can stall the commits it overlaps.
+    """
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+            return int(cursor.fetchone()[0])
+    except DatabaseError:  # PostgreSQL 17 moved them to pg_stat_checkpointer
+        return None
+
+
 # --------------------------------------------------------------------------- bridge
 
 
@@ -309,6 +325,8 @@ class Timing:
     commit_ms: float | None = None  # wall time of the COMMITs per call, mean
     slow_commits: int | None = None  # calls whose COMMIT took over SLOW_COMMIT_MS
     commit_max_ms: float | None = None
+    # the slowest 1 % of calls, means in ms: (wall, CPU, waiting on statements, COMMIT)
+    slowest: tuple[float, ...] | None = None
 
 
 def timing(samples: list[float], cpu_seconds: float, **extra: Any) -> Timing:
@@ -374,6 +392,7 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
 
     run = f"inproc-{int(time.time()):x}"
     samples, cpu = [], 0.0
+    calls_split: list[tuple[float, float, float]] = []  # per call: wall, CPU, statements
     connection._commit = timed_commit
     try:
         for n in range(calls):
@@ -381,6 +400,7 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
             # Read as the view reads it (credentials deferred), a fresh instance per call.
             account = access.accounts_readable_by(linked.user).get(pk=member.account_id)
             commits.append(0.0)
+            waited = sql[1]
             with connection.execute_wrapper(count):
                 c, t = time.process_time(), time.perf_counter()
                 answer = position_size(account=account, requested_by=linked.user,
@@ -388,16 +408,22 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
                                        side=member.side, entry_price=member.entry,
                                        stop_loss=member.stop, take_profit=None)
                 samples.append(time.perf_counter() - t)
-                cpu += time.process_time() - c
+                calls_split.append((samples[-1], time.process_time() - c, sql[1] - waited))
+                cpu += calls_split[-1][1]
             if not answer["setup_approved"]:
                 raise SystemExit(f"in-process call {n} not approved: "
                                  f"{answer['rejection_reason']} {answer['rejection_detail']}")
     finally:
         del connection._commit  # the class's method again
+    # The slowest 1 % of the calls (at least 2): where did their time go?
+    slow = sorted(range(calls), key=lambda i: -calls_split[i][0])[:max(2, calls // 100)]
+    slowest = tuple(statistics.fmean(values) * 1000 for values in (
+        [calls_split[i][0] for i in slow], [calls_split[i][1] for i in slow],
+        [calls_split[i][2] for i in slow], [commits[i] for i in slow]))
     service = timing(samples, cpu, queries=sql[0] / calls, db_ms=sql[1] * 1000 / calls,
                      commit_ms=statistics.fmean(commits) * 1000,
                      slow_commits=sum(c * 1000 > SLOW_COMMIT_MS for c in commits),
-                     commit_max_ms=max(commits) * 1000)
+                     commit_max_ms=max(commits) * 1000, slowest=slowest)
     return bridge, service
 
 
@@ -501,6 +527,11 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
           f"({service.slow_commits} of {service.calls} over {SLOW_COMMIT_MS:g} ms, the "
           f"slowest {service.commit_max_ms:.0f} ms: the WAL flush); Python CPU "
           f"{service.cpu_ms:.1f} ms; the bridge's three round trips {bridge.mean_ms:.1f} ms")
+    if service.slowest:
+        wall, cpu, statements, commit = service.slowest
+        print(f"its slowest 1 % ({max(2, service.calls // 100)} calls), means: {wall:.1f} ms, "
+              f"of which CPU {cpu:.1f} ms, statements {statements:.1f} ms (wall, their client "
+              f"CPU included), COMMIT {commit:.1f} ms")
     rest = service.p50_ms - bridge.p50_ms
     http = paced.p50_ms - service.p50_ms
     print(f"p50 split at ~{paced.rate:,.0f} req/s: bridge {bridge.p50_ms:.1f} ms, rest of the "
@@ -510,6 +541,10 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
     print()
     print(f"goal: p99 < {GOAL_P99_MS:g} ms at ~{target:g} req/s: {paced.p99_ms:.1f} ms "
           f"(at {paced.rate:,.0f} req/s) -> {'met' if paced.p99_ms < GOAL_P99_MS else 'MISSED'}")
+    checkpoints = interference.pop("checkpoints", None)
+    if checkpoints:
+        print(f"note: PostgreSQL made {checkpoints:g} checkpoint(s) during the measurements "
+              "(a checkpoint can stall the commits it overlaps: look at the p99s)")
     busy = {phase: cores for phase, cores in interference.items() if cores > INTERFERENCE_CORES}
     if busy:
         print("WARNING: other processes on this machine used " + ", ".join(
@@ -610,6 +645,7 @@ def main() -> None:
                   "answer registers three new expected trades; one repeated signal would "
                   "only look its trades up, a cheaper path)")
             run_wrk(url, members_path, connections=args.connections, seconds=WARMUP_SECONDS)
+            checkpoints_before = pg_checkpoints()
 
             freshness.ensure()
             print(f"(a) max throughput: {args.connections} connections flat out, "
@@ -664,6 +700,9 @@ def main() -> None:
             interference["in-process"] = cpu_shares(
                 procs_before, cpu_by_process(), gunicorn=-1,
                 bridge=bridge.process.pid)["other"] / (time.monotonic() - t)
+            checkpoints_after = pg_checkpoints()
+            if checkpoints_before is not None and checkpoints_after is not None:
+                interference["checkpoints"] = checkpoints_after - checkpoints_before
         finally:
             if server is not None:
                 stop(server)

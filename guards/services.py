@@ -24,7 +24,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from rest_framework import status
 
@@ -626,8 +625,9 @@ def guards_overview(accounts: list[TradingAccount]) -> list[dict[str, Any]]:
         rows.append({
             "account_id": account.pk, "login": account.login,
             "level": state.level if state else "ok",
-            "drawdown_percent": account.drawdown_percent,
-            "equity": account.equity, "peak_equity": account.peak_equity,
+            # decimal strings, like every other figure of the API
+            "drawdown_percent": _text(account.drawdown_percent),
+            "equity": _text(account.equity), "peak_equity": _text(account.peak_equity),
             "currency": account.currency,
             "thresholds": {
                 "alert_percent": str(eff[account.pk].thresholds.alert_percent),
@@ -643,15 +643,16 @@ def guards_overview(accounts: list[TradingAccount]) -> list[dict[str, Any]]:
                        for a in alerts if a.account_id == account.pk][:20],
             "close_requests": [
                 {"ticket": c.ticket, "reason": c.reason, "status": c.status,
-                 "close_price": c.close_price, "realized_pnl": c.realized_pnl,
+                 "close_price": _text(c.close_price), "realized_pnl": _text(c.realized_pnl),
                  "created_at": c.created_at}
                 for c in closes if c.account_id == account.pk][:20],
         })
     return rows
 
 
-def stale_episode_filter() -> Q:
-    return Q(status=LiquidationEpisode.Status.WARNING)
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
 
 
 # --- market guard ---

@@ -58,7 +58,8 @@ def validate(init_data: str, *, bot_token: str, max_age_seconds: int,
     return its user. Raises InitDataError: ``malformed``, ``missing_hash``, ``bad_hash``,
     ``expired``, ``no_user``, ``not_configured``."""
     if not bot_token:
-        raise InitDataError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
+        # said to the member: the operator's log tells which setting is missing
+        raise InitDataError("not_configured", "Telegram sign-in is not available here.")
     if not isinstance(init_data, str) or not init_data or \
             len(init_data.encode()) > MAX_INIT_DATA_BYTES:
         raise InitDataError("malformed", "init_data must be a non-empty query string")
