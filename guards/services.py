@@ -152,9 +152,9 @@ def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
 
 
 # --- alerts: audit rows, and the member's Telegram outbox in the same transaction ---
-ALERT_KINDS = {  # GuardAlert kind → notifications Alert kind
-    GuardAlert.Kind.LIQUIDATION_ABORTED: "liquidation_cancelled",
-    GuardAlert.Kind.READ_ONLY_NOT_CLOSED: "read_only",
+ALERT_KINDS: dict[str, str] = {  # GuardAlert kind → notifications Alert kind
+    GuardAlert.Kind.LIQUIDATION_ABORTED.value: "liquidation_cancelled",
+    GuardAlert.Kind.READ_ONLY_NOT_CLOSED.value: "read_only",
 }
 
 
@@ -171,7 +171,7 @@ def guard_alerts_save(alerts: list[GuardAlert]) -> None:
     for alert in alerts:
         account = owners[alert.account_id]
         alert_enqueue(user=account.user, account=account,
-                      kind=ALERT_KINDS.get(alert.kind, alert.kind),
+                      kind=ALERT_KINDS.get(str(alert.kind), str(alert.kind)),
                       text=f"{account.login}@{account.server}: {alert.message}",
                       payload=alert.payload)
 
