@@ -24,18 +24,25 @@ benches share ``bench_backoffice`` and empty it when they start. What it does:
    member, for their own account, EURUSD at the simulator's price with a 50-pip stop, a
    new ``signal_id`` every request (the realistic case: every approved answer registers
    three new expected trades; a repeated signal would only look its trades up). (a) flat
-   out on ``--connections`` connections: the maximum throughput; (b) paced at about
-   ``--rate`` requests/s, as bench/api_bench.py paces: p50/p99 latency at that load;
+   out on ``--connections`` connections: the maximum throughput, and the CPU each request
+   costs per process (gunicorn, PostgreSQL, bridge, Redis, wrk, anything else: /proc);
+   (b) paced at about ``--rate`` requests/s, as bench/api_bench.py paces (its probes, then
+   up to two corrected re-runs): p50/p99 latency at that load. Afterwards it counts the
+   risk logs, approvals and expected trades the runs left in the database;
 5. times the service alone in this process (``risk.services.position_size``, ``--calls``
-   calls against the same bridge) and, separately, its three bridge round trips (login,
-   symbol_info, order_calc_margin through the gateway), to split the latency into bridge,
-   service (database, sizing) and HTTP/DRF (auth, validation, rendering) shares;
-6. prints a table beside the goal (p99 < 20 ms at the paced rate). Never asserted.
+   calls against the same bridge, gunicorn stopped) and, separately, its three bridge
+   round trips (login, symbol_info, order_calc_margin through the gateway); counts and
+   times its SQL statements and COMMITs, and breaks its slowest 1 % down, to split the
+   latency into bridge, service (database, sizing) and HTTP/DRF (auth, validation,
+   rendering, queueing) shares;
+6. prints a table beside the goal (p99 < 20 ms at the paced rate; never asserted), and
+   warns when other processes took CPU (over 0.1 core) or PostgreSQL checkpointed during
+   the measurements: the figures are then inflated.
 
 Every request of the endpoint makes three calls through the bridge, which serves one
 terminal from one thread: they queue there, whatever the number of gunicorn workers.
 gunicorn, the bridge, PostgreSQL, Redis and wrk share this machine's cores, so the figures
-are a lower bound for a production layout.
+are a lower bound for a production layout. Linux only (/proc, TCP_DEFER_ACCEPT).
 """
 
 from __future__ import annotations
@@ -584,6 +591,12 @@ def main() -> None:
     # arguments (a file, a pause) and prints the same WRK_RESULT line.
     api_bench.LUA_SCRIPT = LUA_SCRIPT
 
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    if not database.startswith("bench_"):
+        # The bench empties every table of the project's apps: never a real database.
+        raise SystemExit(f"DATABASE_URL names {database!r}: this bench only runs on a scratch "
+                         "database whose name starts with bench_ (unset DATABASE_URL for "
+                         f"{BENCH_DB})")
     if args.recreate_db:
         drop_database()
     ensure_database()

@@ -36,7 +36,8 @@ def expected_trade_register(*, account: TradingAccount, symbol: str, side: str,
                             volume: Decimal, requested_price: Decimal | None = None,
                             sl: Decimal | None = None, tp: Decimal | None = None,
                             magic: int | None = None, signal_ref: str = "",
-                            approval_ref: str = "", entry_number: int = 1) -> ExpectedTrade:
+                            approval_ref: str = "", entry_number: int = 1,
+                            platform_checked: bool = False) -> ExpectedTrade:
     """Register what the bot is about to place; returns it with its comment ``tag``.
 
     Idempotent per (account, approval_ref, entry_number) when ``approval_ref`` is given: a
@@ -45,7 +46,7 @@ def expected_trade_register(*, account: TradingAccount, symbol: str, side: str,
     """
     from guards.services import platform_state_get
 
-    if platform_state_get() != "active":
+    if not platform_checked and platform_state_get() != "active":
         from rest_framework import status as http
 
         from config.errors import ApplicationError

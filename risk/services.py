@@ -227,7 +227,7 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
                         account=account, symbol=instrument, side=side, volume=volume,
                         requested_price=entry_price, sl=stop_loss, tp=take_profit,
                         signal_ref=signal_id, approval_ref=f"signal:{signal_id}",
-                        entry_number=number)
+                        entry_number=number, platform_checked=True)
                     tags.append(trade.tag)
     flat = {f"{name}_{n}": value
             for name, values in (("volume_entry", answer["volume_entries"]),
