@@ -39,12 +39,17 @@ class Command(BaseCommand):
             owner_user.save(update_fields=["password"])
             self.stdout.write(f"owner '{owner}' created")
         new_accounts = 0
-        for member in demo_roster(n_members=members):
-            user, _ = User.objects.get_or_create(
+        member_password = os.environ.get("DEMO_MEMBER_PASSWORD", "")
+        roster = demo_roster(n_members=members)
+        for member in roster:
+            user, created = User.objects.get_or_create(
                 username=member.username,
                 defaults={"first_name": member.first_name, "last_name": member.last_name,
                           "telegram_id": member.telegram_id, "role": User.Role.MEMBER},
             )
+            if created and member_password:  # so a newcomer can open the mini app as one
+                user.set_password(member_password)
+                user.save(update_fields=["password"])
             for spec in member.accounts:
                 exists = TradingAccount.objects.filter(
                     broker=TradingAccount.Broker.MT5, server=spec.server, login=str(spec.login)
@@ -61,3 +66,5 @@ class Command(BaseCommand):
         total = TradingAccount.objects.count()
         self.stdout.write(f"demo ready: {User.objects.filter(role=User.Role.MEMBER).count()} "
                           f"members, {total} accounts ({new_accounts} new)")
+        if roster:
+            self.stdout.write(f"mini app member: {roster[0].username}")
