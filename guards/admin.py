@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from guards import services
 from guards.models import (
     AccountGuardState,
@@ -76,19 +77,9 @@ class GuardOverrideAdmin(admin.ModelAdmin):
                                       changed_by=request.user)
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(AccountGuardState)
-class AccountGuardStateAdmin(ReadOnly):
+class AccountGuardStateAdmin(ReadOnlyAdmin):
     list_display = ("account", "level", "initial_balance", "day_start_balance",
                     "breached_rules", "trading_blocked", "checked_at")
     list_filter = ("level", "trading_blocked")
@@ -96,7 +87,7 @@ class AccountGuardStateAdmin(ReadOnly):
 
 
 @admin.register(DrawdownAlert)
-class DrawdownAlertAdmin(ReadOnly):
+class DrawdownAlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "account", "level_from", "level_to", "reason",
                     "drawdown_percent", "equity", "peak_equity")
     list_filter = ("level_to", "reason")
@@ -105,7 +96,7 @@ class DrawdownAlertAdmin(ReadOnly):
 
 
 @admin.register(LiquidationEpisode)
-class LiquidationEpisodeAdmin(ReadOnly):
+class LiquidationEpisodeAdmin(ReadOnlyAdmin):
     list_display = ("pk", "account", "status", "reason", "started_at", "recheck_at",
                     "finished_at", "outcome")
     list_filter = ("status", "reason")
@@ -124,7 +115,7 @@ class CloseAttemptInline(admin.TabularInline):
 
 
 @admin.register(CloseRequest)
-class CloseRequestAdmin(ReadOnly):
+class CloseRequestAdmin(ReadOnlyAdmin):
     list_display = ("pk", "account", "ticket", "symbol", "reason", "status", "attempts",
                     "last_retcode", "close_price", "realized_pnl", "created_at")
     list_filter = ("status", "reason")
@@ -134,7 +125,7 @@ class CloseRequestAdmin(ReadOnly):
 
 
 @admin.register(GuardAlert)
-class GuardAlertAdmin(ReadOnly):
+class GuardAlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "account", "kind", "message")
     list_filter = ("kind",)
     list_select_related = ("account",)
@@ -142,10 +133,10 @@ class GuardAlertAdmin(ReadOnly):
 
 
 @admin.register(PlatformStateChange)
-class PlatformStateChangeAdmin(ReadOnly):
+class PlatformStateChangeAdmin(ReadOnlyAdmin):
     list_display = ("changed_at", "previous", "new", "changed_by", "reason")
 
 
 @admin.register(GuardSettingsChange)
-class GuardSettingsChangeAdmin(ReadOnly):
+class GuardSettingsChangeAdmin(ReadOnlyAdmin):
     list_display = ("changed_at", "scope", "changed_by", "previous", "new")

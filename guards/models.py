@@ -13,8 +13,8 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import TradingAccount, money_field, percent_field
+from config.append_only import AppendOnlyModel
 from positions.models import price_field, volume_field
-from risk.models import AppendOnlyModel
 
 
 class PlatformState(models.Model):

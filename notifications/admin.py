@@ -7,23 +7,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from config.admin import ReadOnlyAdmin
 from notifications import services
 from notifications.models import Alert, AlertPreference
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
 @admin.register(Alert)
-class AlertAdmin(ReadOnly):
+class AlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "account", "kind", "status", "failure_reason",
                     "last_error", "attempts", "silent", "sent_at")
     list_filter = ("status", "failure_reason", "kind", "silent")
@@ -43,7 +33,7 @@ class AlertAdmin(ReadOnly):
 
 
 @admin.register(AlertPreference)
-class AlertPreferenceAdmin(ReadOnly):
+class AlertPreferenceAdmin(ReadOnlyAdmin):
     list_display = ("user", "kind", "mode", "updated_at")
     list_filter = ("kind", "mode")
     search_fields = ("user__username",)

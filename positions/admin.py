@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from positions.models import DispatcherHeartbeat, EquitySnapshot, Instrument, Position, SyncLog
 
 
@@ -14,18 +15,6 @@ def plain(value: Decimal | None) -> str:
     text = format(value.normalize(), "f")
     return text
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Broker facts and audit rows: written by sync only."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Position)

@@ -9,13 +9,12 @@ that refuses UPDATE, DELETE and TRUNCATE).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
-
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from accounts.models import TradingAccount
+from config.append_only import AppendOnlyModel
 from positions.models import price_field, volume_field
 from reconciliation.matching import MAX_TAG_LENGTH, Kind
 
@@ -102,19 +101,7 @@ class OpenDivergence(models.Model):
         return f"{self.kind} {self.key}"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> NoReturn:
-        raise AppendOnlyError("reconciliation log rows are never updated")
-
-    def delete(self) -> NoReturn:
-        raise AppendOnlyError("reconciliation log rows are never deleted")
-
-
-class AppendOnlyError(Exception):
-    code = "append_only"
-
-
-class ReconciliationLog(models.Model):
+class ReconciliationLog(AppendOnlyModel):
     """One line of the audit trail: a divergence opened, resolved, or a one-off event."""
 
     class Event(models.TextChoices):
@@ -133,8 +120,6 @@ class ReconciliationLog(models.Model):
     figures = models.JSONField(default=dict)
     created_at = models.DateTimeField()
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         indexes = [
             # API and admin: an account's latest entries
@@ -146,10 +131,3 @@ class ReconciliationLog(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.event} {self.key}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("reconciliation log rows are never updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise AppendOnlyError("reconciliation log rows are never deleted")

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from config.admin import ReadOnlyAdmin
 from config.errors import ApplicationError
 from risk import services
 from risk.models import RiskConfiguration, RiskConfigurationChange, TradeSetupRiskLog
@@ -44,25 +45,15 @@ class RiskConfigurationAdmin(admin.ModelAdmin):
             **{name: form.cleaned_data[name] for name in services.EDITABLE})
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(RiskConfigurationChange)
-class RiskConfigurationChangeAdmin(ReadOnly):
+class RiskConfigurationChangeAdmin(ReadOnlyAdmin):
     list_display = ("version", "changed_at", "changed_by", "source", "previous", "new")
     list_select_related = ("changed_by",)
 
 
 @admin.register(TradeSetupRiskLog)
-class TradeSetupRiskLogAdmin(ReadOnly):
+class TradeSetupRiskLogAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "account", "signal_id", "instrument", "side",
                     "global_risk_percent", "setup_approved", "rejection_reason",
                     "total_volume")

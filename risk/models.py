@@ -9,7 +9,7 @@ process reads it through a cache keyed by a version number that each change bump
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import TradingAccount, money_field, percent_field
+from config.append_only import AppendOnlyModel
 
 RISK_MIN = Decimal("0.1")
 RISK_MAX = Decimal("50")
@@ -56,33 +57,6 @@ class RiskConfiguration(models.Model):
     def splits(self) -> tuple[Decimal, Decimal, Decimal]:
         return (self.entry_split_1_percent, self.entry_split_2_percent,
                 self.entry_split_3_percent)
-
-
-class AppendOnlyError(Exception):
-    code = "append_only"
-
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> NoReturn:
-        raise AppendOnlyError(f"{self.model.__name__} rows are never updated")
-
-    def delete(self) -> NoReturn:
-        raise AppendOnlyError(f"{self.model.__name__} rows are never deleted")
-
-
-class AppendOnlyModel(models.Model):
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError(f"{type(self).__name__} rows are never updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise AppendOnlyError(f"{type(self).__name__} rows are never deleted")
 
 
 class RiskConfigurationChange(AppendOnlyModel):
