@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from config.append_only import AppendOnlyError
 from positions.services import accounts_sync
 from reconciliation.models import (
-    AppendOnlyError,
     ExpectedTrade,
     OpenDivergence,
     ReconciliationLog,

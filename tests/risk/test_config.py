@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from risk.models import AppendOnlyError, RiskConfiguration, RiskConfigurationChange
+from config.append_only import AppendOnlyError
+from risk.models import RiskConfiguration, RiskConfigurationChange
 from risk.services import risk_configuration_get, risk_configuration_update
 
 pytestmark = pytest.mark.django_db
