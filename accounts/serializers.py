@@ -23,8 +23,10 @@ class AccountLinkInput(serializers.Serializer):
 
 class SyncSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TradingAccount.SyncStatus.choices)
-    age_seconds = serializers.FloatField(allow_null=True,
-                                         help_text="Seconds since the last good sync")
+    # a duration, not money: a decimal sent as a JSON number (coerce_to_string=False)
+    age_seconds = serializers.DecimalField(max_digits=14, decimal_places=1,
+                                           coerce_to_string=False, allow_null=True,
+                                           help_text="Seconds since the last good sync")
     last_synced_at = serializers.DateTimeField(allow_null=True)
     error_code = serializers.CharField()
     error_message = serializers.CharField()

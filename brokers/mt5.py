@@ -314,6 +314,29 @@ class Mt5Gateway:
             calc_mode="forex" if calc == mt5_api.SYMBOL_CALC_MODE_FOREX else "cfd",
         )
 
+    def _deal_request(self, symbol: str, side: Side, volume: Decimal, tag: str,
+                      **extra: Any) -> dict[str, Any]:
+        """A market deal (MetaTrader 5: TRADE_ACTION_DEAL) at a fresh quote: buys at the
+        ask, sells at the bid, ``DEFAULT_DEVIATION_POINTS``, the bot's magic, ``tag`` as the
+        comment (cut to 26 characters) and the symbol's filling mode (FOK if allowed)."""
+        spec = self.symbol_spec(symbol)
+        quote = self.quote(symbol)
+        buying = side is Side.BUY
+        return {
+            "action": mt5_api.TRADE_ACTION_DEAL,
+            "symbol": symbol,
+            "volume": float(volume),
+            "type": mt5_api.ORDER_TYPE_BUY if buying else mt5_api.ORDER_TYPE_SELL,
+            "price": float(quote.ask if buying else quote.bid),
+            "deviation": DEFAULT_DEVIATION_POINTS,
+            "magic": self.magic,
+            "comment": tag[:26],
+            "type_time": mt5_api.ORDER_TIME_GTC,
+            "type_filling": (mt5_api.ORDER_FILLING_FOK if "fok" in spec.filling_modes
+                             else mt5_api.ORDER_FILLING_IOC),
+            **extra,
+        }
+
     def close_position(self, ticket: int, volume: Decimal | None, tag: str) -> CloseResult:
         """Close ``volume`` lots (all if None) of position ``ticket`` at a fresh price.
 
@@ -328,23 +351,10 @@ class Mt5Gateway:
                                comment="position already closed", price=None, volume=None,
                                deal=None, done=True, retryable=False, ambiguous=False)
         position = self._position(found[0])
-        spec = self.symbol_spec(position.symbol)
-        quote = self.quote(position.symbol)
-        closing_buy = position.side is Side.SELL
-        request = {
-            "action": mt5_api.TRADE_ACTION_DEAL,
-            "symbol": position.symbol,
-            "volume": float(volume if volume is not None else position.volume),
-            "type": mt5_api.ORDER_TYPE_BUY if closing_buy else mt5_api.ORDER_TYPE_SELL,
-            "position": ticket,
-            "price": float(quote.ask if closing_buy else quote.bid),
-            "deviation": DEFAULT_DEVIATION_POINTS,
-            "magic": self.magic,
-            "comment": tag[:26],
-            "type_time": mt5_api.ORDER_TIME_GTC,
-            "type_filling": (mt5_api.ORDER_FILLING_FOK if "fok" in spec.filling_modes
-                             else mt5_api.ORDER_FILLING_IOC),
-        }
+        closing_side = Side.BUY if position.side is Side.SELL else Side.SELL
+        request = self._deal_request(
+            position.symbol, closing_side,
+            volume if volume is not None else position.volume, tag, position=ticket)
         result = self.terminal.order_send(request)
         if result is None:
             code, message = self.terminal.last_error()
@@ -409,24 +419,9 @@ class Mt5Gateway:
         """Open a market position of ``volume`` lots with the bot's magic and ``tag`` as the
         comment (MetaTrader 5: order_send, TRADE_ACTION_DEAL), at a fresh quote with
         ``DEFAULT_DEVIATION_POINTS``. ``None`` from order_send is ambiguous."""
-        spec = self.symbol_spec(symbol)
-        quote = self.quote(symbol)
-        buying = side is Side.BUY
-        request = {
-            "action": mt5_api.TRADE_ACTION_DEAL,
-            "symbol": symbol,
-            "volume": float(volume),
-            "type": mt5_api.ORDER_TYPE_BUY if buying else mt5_api.ORDER_TYPE_SELL,
-            "price": float(quote.ask if buying else quote.bid),
-            "sl": float(sl) if sl is not None else 0.0,
-            "tp": float(tp) if tp is not None else 0.0,
-            "deviation": DEFAULT_DEVIATION_POINTS,
-            "magic": self.magic,
-            "comment": tag[:26],
-            "type_time": mt5_api.ORDER_TIME_GTC,
-            "type_filling": (mt5_api.ORDER_FILLING_FOK if "fok" in spec.filling_modes
-                             else mt5_api.ORDER_FILLING_IOC),
-        }
+        request = self._deal_request(
+            symbol, side, volume, tag,
+            sl=float(sl) if sl is not None else 0.0, tp=float(tp) if tp is not None else 0.0)
         result = self.terminal.order_send(request)
         if result is None:
             code, message = self.terminal.last_error()
