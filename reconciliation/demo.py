@@ -40,6 +40,7 @@ from brokers import mt5_api
 from brokers.bridge.client import BridgeTerminal
 from brokers.errors import BrokerError
 from brokers.gateway import Side
+from config.errors import ApplicationError
 from reconciliation.models import ExpectedTrade
 from reconciliation.services import expected_trade_register
 
@@ -73,8 +74,8 @@ def _place(account: TradingAccount, trade: ExpectedTrade, *, sl: Decimal | None 
         trade.symbol, Side(trade.side), volume or trade.volume,
         sl=trade.sl if sl is None else sl, tp=trade.tp, tag=trade.tag)
     if not result.done:
-        logger.info("demo bot: %s order refused (%s %s)", trade.tag, result.retcode,
-                    result.comment)
+        logger.warning("demo bot: %s order refused (%s %s)", trade.tag, result.retcode,
+                       result.comment)
         ExpectedTrade.objects.filter(pk=trade.pk, status=ExpectedTrade.Status.PENDING).update(
             status=ExpectedTrade.Status.FAILED)
         return None
@@ -98,6 +99,8 @@ def _register(account: TradingAccount, side: str, *, ref: str, sl_points: int | 
 
 def _scenario(account: TradingAccount, name: str) -> None:
     ref = f"demo:{name}:{account.login}"
+    if name != "normal" and not ExpectedTrade.objects.filter(signal_ref=ref).exists():
+        logger.info("demo bot: scenario %s on account %s", name, account.login)
     login = int(account.login)
     sim = _sim()
     done = ExpectedTrade.objects.filter(account=account, signal_ref=ref).first()
@@ -172,14 +175,17 @@ def _trade_normally(account: TradingAccount, rng: random.Random) -> None:
 
 def demo_bot_step(*, step: int) -> None:
     """One round over the demo accounts. Safe to repeat: scenarios run once each."""
+    # Scenarios belong to accounts by login order over every demo account, so an account
+    # that is not synced yet waits for its own scenario instead of shifting the others.
     accounts = list(TradingAccount.objects.filter(
-        is_active=True, credentials_read_only=False,
-        sync_status=TradingAccount.SyncStatus.HEALTHY).order_by("login"))
+        is_active=True, credentials_read_only=False).order_by("login"))
     for index, account in enumerate(accounts):
+        if account.sync_status != TradingAccount.SyncStatus.HEALTHY:
+            continue
         rng = random.Random(f"{account.login}:{step}")  # noqa: S311 - demo trading, not crypto
         try:
             if index < len(SCENARIOS):
                 _scenario(account, SCENARIOS[index])
             _trade_normally(account, rng)
-        except BrokerError as exc:  # the terminal said no: try again next step
+        except (BrokerError, ApplicationError) as exc:  # refused: try again next step
             logger.warning("demo bot: account %s: %s", account.login, exc)

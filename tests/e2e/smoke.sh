@@ -55,7 +55,7 @@ curl -fsS -o /dev/null -w "smoke: admin login page HTTP %{http_code}\n" http://1
 # The demo bot's scripted imperfections, and the real 2017-04-23 weekend gap (~2 min in).
 .venv/bin/python manage.py reconciliation_check --timeout 300 \
   --kinds missing,unexpected,manual,partial_fill,slippage,sl_tp_mismatch,closed_externally,gap \
-  || { tail -60 "$work/demo.log"; exit 1; }
+  || { grep -E "demo bot|Traceback|Error" "$work/demo.log" | tail -40; tail -40 "$work/demo.log"; exit 1; }
 # The over-leveraged demo account crosses its critical drawdown on that gap and is liquidated.
 .venv/bin/python manage.py guard_check --timeout 180 || { tail -60 "$work/demo.log"; exit 1; }
 echo "smoke: ok"
