@@ -13,8 +13,12 @@ from brokers.gateway import BrokerGateway
 
 def open_gateway(*, broker: str, login: str | int, password: str, server: str,
                  bridge_url: str, bridge_token: str, timeout_seconds: float,
-                 magic: int = 0, http: Any = None) -> BrokerGateway:
+                 magic: int = 0, http: Any = None,
+                 server_timezone: str = "UTC") -> BrokerGateway:
     """A gateway for one account. ``broker`` is "mt5" (the only adapter so far).
+
+    ``server_timezone`` is the trade server's IANA time zone: MetaTrader 5 reports position,
+    deal and tick times in the server's wall-clock time, and the adapter converts them to UTC.
 
     On Linux the mt5 adapter drives a ``BridgeTerminal`` bound to ``bridge_url``.
     Raises ``ValueError`` for a broker without an adapter.
@@ -26,4 +30,5 @@ def open_gateway(*, broker: str, login: str | int, password: str, server: str,
 
     terminal = BridgeTerminal(bridge_url, bridge_token, timeout=timeout_seconds, http=http)
     return Mt5Gateway(terminal, login=int(login), password=password, server=server,
-                      timeout_ms=int(timeout_seconds * 1000), magic=magic)
+                      timeout_ms=int(timeout_seconds * 1000), magic=magic,
+                      server_timezone=server_timezone)

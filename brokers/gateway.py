@@ -34,6 +34,33 @@ class DealReason(enum.StrEnum):
     OTHER = "other"  # rollover, variation margin, split
 
 
+class DealKind(enum.StrEnum):
+    """What a deal is (MetaTrader 5: ENUM_DEAL_TYPE, grouped).
+
+    ``buy``/``sell`` are trades. Every other kind is a *balance operation*: money that moves
+    the balance (or the credit) without a trade. The guards treat all of them as cash flows
+    that move the high-water mark, so drawdown measures trading loss only.
+    """
+
+    TRADE = "trade"  # DEAL_TYPE_BUY, DEAL_TYPE_SELL
+    BALANCE = "balance"  # DEAL_TYPE_BALANCE: deposit (> 0) or withdrawal (< 0)
+    CREDIT = "credit"  # DEAL_TYPE_CREDIT: broker credit, counted in equity
+    CHARGE = "charge"  # DEAL_TYPE_CHARGE
+    CORRECTION = "correction"  # DEAL_TYPE_CORRECTION
+    BONUS = "bonus"  # DEAL_TYPE_BONUS
+    COMMISSION = "commission"  # DEAL_TYPE_COMMISSION and its daily/monthly/agent variants
+    INTEREST = "interest"  # DEAL_TYPE_INTEREST
+    DIVIDEND = "dividend"  # DEAL_TYPE_DIVIDEND, DEAL_TYPE_DIVIDEND_FRANKED
+    TAX = "tax"  # DEAL_TYPE_TAX
+    CANCELED = "canceled"  # DEAL_TYPE_BUY_CANCELED, DEAL_TYPE_SELL_CANCELED
+    OTHER = "other"  # a type this code does not know: not a cash flow, logged
+
+    @property
+    def is_cash_flow(self) -> bool:
+        """True for balance operations (every kind but trades, cancellations and unknown)."""
+        return self not in (DealKind.TRADE, DealKind.CANCELED, DealKind.OTHER)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountState:
     """Account figures, in ``currency`` (MetaTrader 5: AccountInfo).
@@ -64,6 +91,11 @@ class BrokerPosition:
     """One open position (MetaTrader 5: TradePosition).
 
     ``profit`` and ``swap`` are in the account currency, as the broker reports them.
+    ``identifier`` is MetaTrader 5's ``TradePosition.identifier``: the position id its deals
+    carry in ``position_id``. It never changes, while the ``ticket`` may (a server that
+    re-opens positions on swap gives them a new ticket). 0 means the source did not say,
+    and ``position_id`` falls back to the ticket. ``opened_at`` is aware UTC (the adapter
+    converts from the trade server's time zone).
     """
 
     ticket: int
@@ -79,6 +111,12 @@ class BrokerPosition:
     magic: int
     comment: str
     opened_at: datetime
+    identifier: int = 0
+
+    @property
+    def position_id(self) -> int:
+        """The id that joins this position to its deals (``Deal.position_id``)."""
+        return self.identifier or self.ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +124,8 @@ class Deal:
     """One deal from the account history (MetaTrader 5: TradeDeal).
 
     ``entry`` is "in", "out", "inout" or "out_by"; ``profit``, ``swap``, ``commission`` and
-    ``fee`` are in the account currency.
+    ``fee`` are in the account currency. ``kind`` tells trades from balance operations
+    (deposits, withdrawals, credit, …: ``DealKind``); ``time`` is aware UTC.
     """
 
     ticket: int
@@ -105,11 +144,18 @@ class Deal:
     magic: int
     comment: str
     time: datetime
+    kind: DealKind = DealKind.TRADE
 
     @property
     def net_profit(self) -> Decimal:
         """profit + swap + commission + fee, in the account currency."""
         return self.profit + self.swap + self.commission + self.fee
+
+    @property
+    def cash_flow(self) -> Decimal:
+        """The money a balance operation moved (positive in, negative out), in the account
+        currency; 0 for a trade."""
+        return self.net_profit if self.kind.is_cash_flow else Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +173,10 @@ class SymbolSpec:
     """Trading rules of one symbol (MetaTrader 5: SymbolInfo).
 
     ``tick_value`` is the value of one ``tick_size`` move for one lot, in the account
-    currency, as the terminal reports it at the time of the call.
-    ``filling_modes`` is a set of "fok" / "ioc".
+    currency, as the terminal reports it at the time of the call. ``tick_value_loss`` is
+    the same for a losing move (MetaTrader 5: ``trade_tick_value_loss``,
+    SYMBOL_TRADE_TICK_VALUE_LOSS, converted at the less favourable rate), ``None`` when the
+    broker does not report it. ``filling_modes`` is a set of "fok" / "ioc".
     """
 
     symbol: str
@@ -145,15 +193,24 @@ class SymbolSpec:
     currency_margin: str
     filling_modes: frozenset[str]
     calc_mode: str  # "forex" or "cfd"
+    tick_value_loss: Decimal | None = None
+
+    @property
+    def loss_tick_value(self) -> Decimal:
+        """The tick value to size a stop with: the loss tick value when reported, so the
+        loss at the stop never exceeds the budget; else ``tick_value``."""
+        return self.tick_value_loss if self.tick_value_loss else self.tick_value
 
 
 @dataclass(frozen=True, slots=True)
 class CloseResult:
     """Outcome of one close attempt.
 
-    ``done`` means the position is closed (or already was). ``retryable`` means sending again
-    with a fresh price may succeed. ``ambiguous`` means the outcome is unknown: look the
-    position and its deals up before sending again.
+    ``done`` means the position is closed (or already was). ``partial`` means part of the
+    requested volume was filled (MetaTrader 5: TRADE_RETCODE_DONE_PARTIAL, or a fill below
+    the request): ``price`` and ``volume`` are the fill's, and the rest is still open.
+    ``retryable`` means sending again with a fresh price may succeed. ``ambiguous`` means
+    the outcome is unknown: look the position and its deals up before sending again.
     """
 
     ticket: int
@@ -165,6 +222,7 @@ class CloseResult:
     done: bool
     retryable: bool
     ambiguous: bool
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)

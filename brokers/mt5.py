@@ -138,13 +138,15 @@ class Mt5Gateway:
     """
 
     def __init__(self, terminal: Any, *, login: int, password: str, server: str,
-                 timeout_ms: int = 10_000, magic: int = 0) -> None:
+                 timeout_ms: int = 10_000, magic: int = 0,
+                 server_timezone: str = "UTC") -> None:
         self.terminal = terminal
         self.login = int(login)
         self._password = password
         self.server = server
         self.timeout_ms = timeout_ms
         self.magic = magic
+        self.server_timezone = server_timezone
         self._logged_in = False
 
     def __repr__(self) -> str:  # never show the password
