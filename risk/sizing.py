@@ -9,6 +9,14 @@ Sources (MetaTrader 5 Help, "Margin and profit calculation"; MetaTrader 5 Python
   ``SYMBOL_TRADE_TICK_VALUE`` being the value of one ``SYMBOL_TRADE_TICK_SIZE`` move of one
   lot in the account currency): ``|entry − stop| / tick_size × tick_value × lots``.
   See also :func:`positions.pnl.profit_by_tick_value`.
+- The tick value of a *losing* move is ``SYMBOL_TRADE_TICK_VALUE_LOSS``: the profit currency
+  converted at the rate less favourable to a loss (USDJPY in a USD account: 100 JPY / bid,
+  where ``SYMBOL_TRADE_TICK_VALUE`` = ``SYMBOL_TRADE_TICK_VALUE_PROFIT`` is 100 JPY / ask).
+  A stop is a loss, so it is sized with the loss tick value when the broker reports one
+  (not ``None``, not 0), else with ``SYMBOL_TRADE_TICK_VALUE``: the same rule as
+  ``brokers.gateway.SymbolSpec.loss_tick_value``. Sized with the profit tick value, the loss
+  at the stop can exceed the budget by the spread's share (150.50 on 150.00 for USDJPY with
+  a 50-pip rollover spread).
 - Margin per lot at the entry price, in the account currency: ``order_calc_margin`` for
   1 lot (``lots × contract_size / leverage × margin_rate`` for forex, converted); the margin
   of ``v`` lots is ``v × margin_per_lot``.
@@ -87,6 +95,22 @@ class SizingInput:
     volume_max: Decimal         # lots (SYMBOL_VOLUME_MAX)
     margin_per_lot: Decimal     # margin of 1 lot at the entry, account currency
                                 # (MetaTrader 5: order_calc_margin for 1 lot)
+    tick_value_loss: Decimal | None = None  # one tick_size move of 1 lot against the
+                                # position, ACCOUNT currency, converted at the less
+                                # favourable rate (SYMBOL_TRADE_TICK_VALUE_LOSS);
+                                # None (or 0) when the broker does not report it
+
+    @property
+    def loss_tick_value(self) -> Decimal:
+        """The tick value a stop is sized with, account currency per tick of 1 lot: the loss
+        tick value when reported, else ``tick_value`` (brokers.gateway: the same rule as
+        ``SymbolSpec.loss_tick_value``)."""
+        return self.tick_value_loss if self.tick_value_loss else self.tick_value
+
+    @property
+    def tick_value_source(self) -> str:
+        """Which input ``loss_tick_value`` is: "tick_value_loss" or "tick_value"."""
+        return "tick_value_loss" if self.tick_value_loss else "tick_value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +139,9 @@ class SizingResult:
                                                 # None when available ≤ 0
     loss_per_lot: Decimal            # at the stop, account currency, unrounded (the figure
                                      # the volumes were sized with)
+    tick_value_used: Decimal         # the tick value of loss_per_lot, account currency per
+                                     # tick of 1 lot (SizingInput.loss_tick_value)
+    tick_value_source: str           # "tick_value_loss" or "tick_value": which one it is
 
 
 def _floor_cents(amount: Decimal) -> Decimal:
@@ -127,7 +154,8 @@ def loss_per_lot(*, entry_price: Decimal, stop_loss: Decimal, tick_size: Decimal
     """Loss of 1 lot from entry to stop, in the account currency, unrounded, never negative.
 
     ``|entry − stop| / tick_size × tick_value`` (MetaTrader 5: profit by tick value, as
-    ``order_calc_profit`` computes it with ``SYMBOL_TRADE_TICK_VALUE``).
+    ``order_calc_profit`` computes it). Pass the loss tick value
+    (``SYMBOL_TRADE_TICK_VALUE_LOSS``, :attr:`SizingInput.loss_tick_value`): a stop is a loss.
     """
     return abs(entry_price - stop_loss) / tick_size * tick_value
 
@@ -169,8 +197,9 @@ def size_position(inp: SizingInput) -> SizingResult:
     a negative split or splits not summing to 100 (``invalid_splits``); stop at the entry
     (``stop_equals_entry``); stop not below a buy's entry / above a sell's
     (``stop_wrong_side``); a take profit not above a buy's entry / below a sell's
-    (``take_profit_wrong_side``); tick size, tick value, volume step / min / max or margin per
-    lot not positive, or min > max (``invalid_symbol_spec``); then an entry with a non-zero
+    (``take_profit_wrong_side``); tick size, the tick value used (the loss tick value when
+    reported, else the tick value), volume step / min / max or margin per lot not positive,
+    or min > max (``invalid_symbol_spec``); then an entry with a non-zero
     split sized below ``volume_min`` (``volume_below_minimum``, never rounded up); then a
     total margin above the available margin (``insufficient_margin``).
 
@@ -191,6 +220,7 @@ def size_position(inp: SizingInput) -> SizingResult:
     allocated = ZERO_MONEY
     budgets = ZERO_MONEY_TRIPLE
     per_lot = ZERO
+    tick_value = inp.loss_tick_value
 
     def reject(code: str, detail: str) -> SizingResult:
         return SizingResult(
@@ -200,7 +230,8 @@ def size_position(inp: SizingInput) -> SizingResult:
             estimated_margin_entries=ZERO_MONEY_TRIPLE, total_estimated_margin=ZERO_MONEY,
             available_margin=available,
             margin_utilization_percent=ZERO_MONEY if available > 0 else None,
-            loss_per_lot=per_lot,
+            loss_per_lot=per_lot, tick_value_used=tick_value,
+            tick_value_source=inp.tick_value_source,
         )
 
     # --- the account and the risk ---
@@ -241,7 +272,7 @@ def size_position(inp: SizingInput) -> SizingResult:
                       f"it is {_fmt(tp)}.")
 
     # --- the symbol ---
-    spec = {"tick_size": inp.tick_size, "tick_value": inp.tick_value,
+    spec = {"tick_size": inp.tick_size, inp.tick_value_source: tick_value,
             "volume_step": inp.volume_step, "volume_min": inp.volume_min,
             "volume_max": inp.volume_max, "margin_per_lot": inp.margin_per_lot}
     bad = [f"{name} {_fmt(value)}" for name, value in spec.items() if not value > 0]
@@ -254,7 +285,7 @@ def size_position(inp: SizingInput) -> SizingResult:
                       f"The symbol specification is unusable: volume_min "
                       f"{_fmt(inp.volume_min)} is above volume_max {_fmt(inp.volume_max)}.")
     per_lot = loss_per_lot(entry_price=entry, stop_loss=stop, tick_size=inp.tick_size,
-                           tick_value=inp.tick_value)
+                           tick_value=tick_value)
 
     # --- the volumes ---
     def volume(k: int) -> Decimal:
@@ -294,5 +325,6 @@ def size_position(inp: SizingInput) -> SizingResult:
         available_margin=available,
         margin_utilization_percent=(money(total_margin / available * HUNDRED)
                                     if available > 0 else None),
-        loss_per_lot=per_lot,
+        loss_per_lot=per_lot, tick_value_used=tick_value,
+        tick_value_source=inp.tick_value_source,
     )

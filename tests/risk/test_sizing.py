@@ -6,7 +6,9 @@ formulas, not from the code:
 - loss at the stop in the account currency = |entry − stop| / tick_size × tick_value × lots
   (MetaTrader 5 Help, "Margin and profit calculation"; SYMBOL_TRADE_TICK_VALUE, the value of
   one SYMBOL_TRADE_TICK_SIZE move of 1 lot in the account currency, as order_calc_profit
-  uses it);
+  uses it), with the *loss* tick value when the broker reports one
+  (SYMBOL_TRADE_TICK_VALUE_LOSS: the tick converted at the rate less favourable to a losing
+  position; SYMBOL_TRADE_TICK_VALUE is the profit one, SYMBOL_TRADE_TICK_VALUE_PROFIT);
 - forex margin of 1 lot = contract_size / leverage in the base currency, converted to the
   account currency (what order_calc_margin returns for 1 lot);
 - budget = balance × risk % / 100 × split / 100, rounded DOWN to the cent; volume = budget /
@@ -23,6 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brokers.gateway import SymbolSpec
 from positions import pnl
 from risk.sizing import (
     REJECTION_CODES,
@@ -224,6 +227,108 @@ def test_loss_per_lot_is_order_calc_profit_for_one_lot():
     assert per_lot == D("500")
 
 
+# --- the loss tick value (issue 10) ---
+# USDJPY in a USD account: contract 100,000, tick 0.001, so one tick of 1 lot is 100 JPY.
+# In USD that is 100 / USDJPY, and the two directions convert at different sides of the
+# quote (MetaTrader 5: SYMBOL_TRADE_TICK_VALUE_PROFIT / _LOSS, each at the rate less
+# favourable to the trader):
+#   profit tick value = 100 JPY / ask USD (= SYMBOL_TRADE_TICK_VALUE, what sizing used),
+#   loss tick value   = 100 JPY / bid USD (more USD per tick: bid < ask).
+# Budget: 5,000 × 3 % = 150.00 USD, all on entry 1 (splits 100/0/0). Buy at the ask 150.000.
+# (id, bid, stop, volume sized by the profit tick value, its loss at the stop by the loss
+#  tick value, volume sized by the loss tick value, its loss at the stop)
+LOSS_TICK_VALUE_CASES = [
+    # one-pip spread, bid 149.990: stop 149.500 = 50 pips = 500 ticks
+    # profit: 500 × 100 / 150.000 = 333.333… USD per lot → 150 / 333.33… = 0.45 lots exactly
+    # loss at the stop of 0.45 lots: 0.45 × 500 × 100 / 149.990 = 22,500 / 149.99
+    #   = 150.0100… → 150.01 USD, a cent over the 150.00 budget
+    # fixed: 500 × 100 / 149.990 = 333.3556 USD per lot → 150 / 333.3556 = 0.44997 → 0.44;
+    #   0.44 × 333.3556 = 146.6764… → 146.68 USD
+    pytest.param(D("149.990"), D("149.500"), "0.45", "150.01", "0.44", "146.68",
+                 id="usdjpy-1-pip-spread"),
+    # a rollover spread of 50 pips, bid 149.500: stop 149.100 = 90 pips = 900 ticks
+    # profit: 900 × 100 / 150.000 = 600.00 USD per lot → 150 / 600 = 0.25 lots
+    # loss at the stop of 0.25 lots: 0.25 × 900 × 100 / 149.500 = 22,500 / 149.5
+    #   = 150.5016… → 150.50 USD on a 150.00 budget (the figure in issue 10)
+    # fixed: 90,000 / 149.5 = 602.0067 USD per lot → 150 / 602.0067 = 0.24917 → 0.24;
+    #   0.24 × 602.0067 = 144.4816… → 144.48 USD
+    pytest.param(D("149.500"), D("149.100"), "0.25", "150.50", "0.24", "144.48",
+                 id="usdjpy-rollover-spread"),
+]
+JPY_PER_TICK = D("100000") * D("0.001")  # contract × tick size = 100 JPY per lot-tick
+USDJPY_ASK = D("150.000")
+
+
+def usdjpy(bid: D, stop: D) -> SizingInput:
+    return setup(balance=D("5000"), splits=three("100", "0", "0"),
+                 entry_price=USDJPY_ASK, stop_loss=stop, take_profit=None,
+                 tick_size=D("0.001"), tick_value=JPY_PER_TICK / USDJPY_ASK,
+                 tick_value_loss=JPY_PER_TICK / bid, margin_per_lot=D("3333.33"))
+
+
+def loss_at_stop(inp: SizingInput, volume: D, tick_value: D) -> D:
+    """Loss of ``volume`` lots at the stop, in the account currency (order_calc_profit)."""
+    return -pnl.profit_by_tick_value(side=inp.side, volume=volume, price_open=inp.entry_price,
+                                     price_close=inp.stop_loss, tick_size=inp.tick_size,
+                                     tick_value=tick_value)
+
+
+@pytest.mark.parametrize(("bid", "stop", "old_volume", "old_loss", "volume", "loss"),
+                         LOSS_TICK_VALUE_CASES)
+def test_sizing_by_the_profit_tick_value_loses_more_than_the_budget(bid, stop, old_volume,
+                                                                    old_loss, volume, loss):
+    # what sizing did before: the reported (profit) tick value only
+    inp = usdjpy(bid, stop)
+    got = size_position(replace(inp, tick_value_loss=None))
+    assert got.volume_entries[0] == D(old_volume)
+    real_loss = pnl.money(loss_at_stop(inp, got.volume_entries[0], JPY_PER_TICK / bid))
+    assert real_loss == D(old_loss)
+    assert real_loss > got.risk_amount_entries[0] == D("150.00")
+
+
+@pytest.mark.parametrize(("bid", "stop", "old_volume", "old_loss", "volume", "loss"),
+                         LOSS_TICK_VALUE_CASES)
+def test_sizing_uses_the_loss_tick_value(bid, stop, old_volume, old_loss, volume, loss):
+    inp = usdjpy(bid, stop)
+    got = size_position(inp)
+    assert got.setup_approved is True
+    assert got.volume_entries == (D(volume), D("0.00"), D("0.00"))
+    real_loss = pnl.money(loss_at_stop(inp, got.volume_entries[0], JPY_PER_TICK / bid))
+    assert real_loss == D(loss)
+    assert real_loss <= got.risk_amount_entries[0] == D("150.00")
+    assert got.loss_per_lot == loss_at_stop(inp, D(1), JPY_PER_TICK / bid)
+    # the figure used, and where it came from, for the log and the answer
+    assert got.tick_value_used == JPY_PER_TICK / bid
+    assert got.tick_value_source == "tick_value_loss"
+
+
+@pytest.mark.parametrize(("tick_value_loss", "used", "source"), [
+    (None, D("1.00"), "tick_value"),  # not reported: the tick value
+    (D("0"), D("1.00"), "tick_value"),  # MetaTrader 5 reports 0.0 for a figure it lacks
+    (D("1.02"), D("1.02"), "tick_value_loss"),
+])
+def test_tick_value_used_follows_the_gateway_rule(tick_value_loss, used, source):
+    # one rule with brokers.gateway.SymbolSpec.loss_tick_value: they must not drift apart
+    spec = SymbolSpec(
+        symbol="EURUSD", digits=5, point=D("0.00001"), contract_size=D("100000"),
+        tick_size=D("0.00001"), tick_value=D("1.00"), volume_min=D("0.01"),
+        volume_step=D("0.01"), volume_max=D("100"), currency_base="EUR",
+        currency_profit="USD", currency_margin="EUR", filling_modes=frozenset({"fok"}),
+        calc_mode="forex", tick_value_loss=tick_value_loss)
+    inp = setup(tick_value_loss=tick_value_loss)
+    got = size_position(inp)
+    assert inp.loss_tick_value == spec.loss_tick_value == used
+    assert (got.tick_value_used, got.tick_value_source) == (used, source)
+    # 500 points × the tick value used
+    assert got.loss_per_lot == 500 * used
+
+
+def test_a_negative_loss_tick_value_is_an_unusable_spec():
+    got = size_position(setup(tick_value_loss=D("-1")))
+    assert got.rejection_reason == "invalid_symbol_spec"
+    assert "tick_value_loss -1" in got.rejection_detail
+
+
 # --- rejections: (id, input, code, words expected in the detail) ---
 REJECTED_CASES = [
     # balance
@@ -417,6 +522,17 @@ def tick_values(draw, tick_size: D) -> D:
 
 
 @st.composite
+def loss_tick_values(draw, tick_value: D) -> D | None:
+    """Not reported (None or 0), the profit tick value converted at a worse rate (up to 5 %
+    more, a wide spread or a cross rate), or any positive figure."""
+    return draw(st.one_of(
+        st.none(), st.just(D(0)),
+        st.decimals(min_value=D("1"), max_value=D("1.05"), places=6).map(
+            lambda worse: tick_value * worse),
+        st.decimals(min_value=D("0.0001"), max_value=D("1000"), places=6)))
+
+
+@st.composite
 def sizing_inputs(draw, *, free_margin: D | None = None) -> SizingInput:
     side = draw(st.sampled_from(["buy", "sell"]))
     direction = 1 if side == "buy" else -1
@@ -440,6 +556,7 @@ def sizing_inputs(draw, *, free_margin: D | None = None) -> SizingInput:
         free_margin = draw(st.one_of(
             st.decimals(min_value=D("-1000"), max_value=D("100000"), places=2),
             st.decimals(min_value=D("100000"), max_value=D("1000000000000"), places=2)))
+    tick_value = draw(tick_values(tick_size))
     return SizingInput(
         balance=draw(st.decimals(min_value=D("0.01"), max_value=D("10000000"), places=2)),
         free_margin=free_margin,
@@ -449,7 +566,7 @@ def sizing_inputs(draw, *, free_margin: D | None = None) -> SizingInput:
                                                places=2)),
         side=side, entry_price=entry, stop_loss=entry - direction * stop_ticks * tick_size,
         take_profit=take_profit, tick_size=tick_size,
-        tick_value=draw(tick_values(tick_size)),
+        tick_value=tick_value, tick_value_loss=draw(loss_tick_values(tick_value)),
         volume_min=volume_min, volume_step=step, volume_max=volume_max,
         margin_per_lot=draw(st.decimals(min_value=D("0.01"), max_value=D("200000"),
                                         places=2)),
@@ -457,10 +574,9 @@ def sizing_inputs(draw, *, free_margin: D | None = None) -> SizingInput:
 
 
 def realized_loss(inp: SizingInput, volume: D) -> D:
-    """Loss at the stop of ``volume`` lots, in the account currency (order_calc_profit)."""
-    return -pnl.profit_by_tick_value(side=inp.side, volume=volume, price_open=inp.entry_price,
-                                     price_close=inp.stop_loss, tick_size=inp.tick_size,
-                                     tick_value=inp.tick_value)
+    """Loss at the stop of ``volume`` lots, in the account currency (order_calc_profit),
+    by the loss tick value when the broker reports one: what a losing position is charged."""
+    return loss_at_stop(inp, volume, inp.tick_value_loss or inp.tick_value)
 
 
 @settings(max_examples=400, deadline=None)
