@@ -10,15 +10,19 @@ namedtuples and ``None``-plus-``last_error()`` into this project's dataclasses a
 - A reply that breaks the contract (missing field, NaN, negative volume, an account other
   than the one asked for) is ``BrokerBadReply``, and the caller stores nothing from it.
 - A refused login is ``BrokerAuthError``.
+- Times: the terminal reports position, deal, tick and bar times in the trade server's
+  wall-clock time (``brokers.servertime``); the adapter converts them to aware UTC with the
+  account's ``server_timezone`` and asks for deal history in server time.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from brokers import mt5_api
 from brokers.errors import (
@@ -36,12 +40,14 @@ from brokers.gateway import (
     BrokerPosition,
     CloseResult,
     Deal,
+    DealKind,
     DealReason,
     OrderResult,
     Quote,
     Side,
     SymbolSpec,
 )
+from brokers.servertime import detect_utc_offset_minutes, to_server_epoch, to_utc
 
 _DEAL_REASONS = {
     mt5_api.DEAL_REASON_CLIENT: DealReason.CLIENT,
@@ -58,10 +64,35 @@ _DEAL_ENTRIES = {
     mt5_api.DEAL_ENTRY_INOUT: "inout",
     mt5_api.DEAL_ENTRY_OUT_BY: "out_by",
 }
+_DEAL_KINDS = {
+    mt5_api.DEAL_TYPE_BUY: DealKind.TRADE,
+    mt5_api.DEAL_TYPE_SELL: DealKind.TRADE,
+    mt5_api.DEAL_TYPE_BALANCE: DealKind.BALANCE,
+    mt5_api.DEAL_TYPE_CREDIT: DealKind.CREDIT,
+    mt5_api.DEAL_TYPE_CHARGE: DealKind.CHARGE,
+    mt5_api.DEAL_TYPE_CORRECTION: DealKind.CORRECTION,
+    mt5_api.DEAL_TYPE_BONUS: DealKind.BONUS,
+    mt5_api.DEAL_TYPE_COMMISSION: DealKind.COMMISSION,
+    mt5_api.DEAL_TYPE_COMMISSION_DAILY: DealKind.COMMISSION,
+    mt5_api.DEAL_TYPE_COMMISSION_MONTHLY: DealKind.COMMISSION,
+    mt5_api.DEAL_TYPE_COMMISSION_AGENT_DAILY: DealKind.COMMISSION,
+    mt5_api.DEAL_TYPE_COMMISSION_AGENT_MONTHLY: DealKind.COMMISSION,
+    mt5_api.DEAL_TYPE_INTEREST: DealKind.INTEREST,
+    mt5_api.DEAL_TYPE_BUY_CANCELED: DealKind.CANCELED,
+    mt5_api.DEAL_TYPE_SELL_CANCELED: DealKind.CANCELED,
+    mt5_api.DEAL_TYPE_DIVIDEND: DealKind.DIVIDEND,
+    mt5_api.DEAL_TYPE_DIVIDEND_FRANKED: DealKind.DIVIDEND,
+    mt5_api.DEAL_TYPE_TAX: DealKind.TAX,
+}
 _TIMEOUT_ERRORS = {mt5_api.RES_E_INTERNAL_FAIL_TIMEOUT}
 _AUTH_ERRORS = {mt5_api.RES_E_AUTH_FAILED}
 
 DEFAULT_DEVIATION_POINTS = 20
+# deals() widens its history window by this much on each side, in server time: a wrong
+# server_timezone (offsets span -12 h to +14 h), a terminal clock ahead of ours or a DST
+# edge then still cannot hide a deal that was just made. Callers get a superset and
+# deduplicate by deal ticket.
+DEAL_WINDOW_MARGIN = timedelta(days=1)
 
 
 class _Record:
@@ -117,11 +148,12 @@ def _text(record: Any, name: str) -> str:
     return value
 
 
-def _epoch(record: Any, name: str) -> datetime:
+def _epoch(record: Any, name: str, zone: str) -> datetime:
+    """A server-time epoch field as aware UTC (``brokers.servertime.to_utc``)."""
     seconds = _integer(record, name)
     if seconds < 0:
         raise BrokerBadReply(f"{name} is before 1970: {seconds}", detail={"field": name})
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    return to_utc(seconds, zone)
 
 
 def _optional_price(record: Any, name: str) -> Decimal | None:
@@ -129,12 +161,37 @@ def _optional_price(record: Any, name: str) -> Decimal | None:
     return value if value > 0 else None  # MetaTrader 5 reports "no stop" as 0.0
 
 
+def _close_outcome(ticket: int, requested: Decimal, result: Any) -> CloseResult:
+    """A CloseResult from order_send's reply to a close of ``requested`` lots."""
+    retcode = _integer(result, "retcode")
+    filled_codes = (mt5_api.TRADE_RETCODE_DONE, mt5_api.TRADE_RETCODE_DONE_PARTIAL,
+                    mt5_api.TRADE_RETCODE_POSITION_CLOSED)
+    filled = retcode in filled_codes
+    fill_volume = _number(result, "volume", minimum=0) if filled else None
+    partial = retcode == mt5_api.TRADE_RETCODE_DONE_PARTIAL or (
+        retcode == mt5_api.TRADE_RETCODE_DONE and fill_volume is not None
+        and 0 < fill_volume < requested)
+    return CloseResult(
+        ticket=ticket,
+        retcode=retcode,
+        comment=_text(result, "comment"),
+        price=_number(result, "price", minimum=0) if filled else None,
+        volume=fill_volume,
+        deal=_integer(result, "deal") or None,
+        done=filled and not partial,
+        retryable=retcode in mt5_api.RETRYABLE_RETCODES,
+        ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
+        partial=partial,
+    )
+
+
 class Mt5Gateway:
     """``BrokerGateway`` for one MetaTrader 5 account behind ``terminal``.
 
     ``terminal`` is the ``MetaTrader5`` module or anything with its API. The account is
     logged in lazily on first use (and again after a failed call), so constructing a
-    gateway never touches the network.
+    gateway never touches the network. ``server_timezone`` is the trade server's IANA zone
+    (e.g. "Etc/GMT-2"); an unknown name raises ValueError.
     """
 
     def __init__(self, terminal: Any, *, login: int, password: str, server: str,
@@ -146,6 +203,10 @@ class Mt5Gateway:
         self.server = server
         self.timeout_ms = timeout_ms
         self.magic = magic
+        try:
+            ZoneInfo(server_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown server time zone {server_timezone!r}") from None
         self.server_timezone = server_timezone
         self._logged_in = False
 
@@ -230,7 +291,8 @@ class Mt5Gateway:
             profit=_number(raw, "profit"),
             magic=_integer(raw, "magic"),
             comment=_text(raw, "comment"),
-            opened_at=_epoch(raw, "time"),
+            opened_at=_epoch(raw, "time", self.server_timezone),
+            identifier=_integer(raw, "identifier"),
         )
 
     def positions(self) -> list[BrokerPosition]:
@@ -263,14 +325,23 @@ class Mt5Gateway:
             fee=_number(raw, "fee"),
             magic=_integer(raw, "magic"),
             comment=_text(raw, "comment"),
-            time=_epoch(raw, "time"),
+            time=_epoch(raw, "time", self.server_timezone),
+            kind=_DEAL_KINDS.get(kind, DealKind.OTHER),
         )
 
     def deals(self, since: datetime, until: datetime | None = None) -> list[Deal]:
-        """Deals between ``since`` and ``until`` (MetaTrader 5: history_deals_get)."""
+        """Deals from ``since`` to ``until`` (default now), times in aware UTC (MetaTrader 5:
+        history_deals_get(date_from, date_to), dates positional, in server time).
+
+        The window asked for is [since, until] in server wall-clock time, widened by
+        ``DEAL_WINDOW_MARGIN`` on each side so that a deal just made is never missed: the
+        answer may hold deals up to that margin outside [since, until].
+        """
         until = until or datetime.now(tz=UTC)
+        low = to_server_epoch(since - DEAL_WINDOW_MARGIN, self.server_timezone)
+        high = to_server_epoch(until + DEAL_WINDOW_MARGIN, self.server_timezone)
         self.connect()
-        raw = self.terminal.history_deals_get(int(since.timestamp()), int(until.timestamp()) + 1)
+        raw = self.terminal.history_deals_get(max(low, 0), high)
         if raw is None:
             if self.terminal.last_error()[0] == mt5_api.RES_S_OK:
                 return []  # the history calls answer None with "Success" for an empty range
@@ -284,7 +355,16 @@ class Mt5Gateway:
         ask = _number(tick, "ask", positive=True)
         if ask < bid:
             raise BrokerBadReply(f"{symbol} ask {ask} below bid {bid}", detail={"field": "ask"})
-        return Quote(symbol=symbol, bid=bid, ask=ask, time=_epoch(tick, "time"))
+        return Quote(symbol=symbol, bid=bid, ask=ask,
+                     time=_epoch(tick, "time", self.server_timezone))
+
+    def server_utc_offset_minutes(self, now: datetime, symbol: str = "EURUSD") -> int | None:
+        """The trade server's offset from UTC in minutes, from the time of ``symbol``'s last
+        tick (MetaTrader 5: symbol_info_tick) and the real UTC ``now``, rounded to 30
+        minutes; ``None`` when the tick is not fresh (``servertime.detect_utc_offset_minutes``).
+        Raises BrokerUnavailable when the tick cannot be read."""
+        tick = self._read("symbol_info_tick", symbol)
+        return detect_utc_offset_minutes(_integer(tick, "time"), now)
 
     def symbol_spec(self, symbol: str) -> SymbolSpec:
         """Contract size, tick size/value and volume rules (MetaTrader 5: symbol_info)."""
@@ -299,6 +379,7 @@ class Mt5Gateway:
         modes = {name for flag, name in ((mt5_api.SYMBOL_FILLING_FOK, "fok"),
                                          (mt5_api.SYMBOL_FILLING_IOC, "ioc")) if filling & flag}
         calc = _integer(info, "trade_calc_mode")
+        loss = _number(info, "trade_tick_value_loss", minimum=0)
         return SymbolSpec(
             symbol=_text(info, "name"),
             digits=_integer(info, "digits"),
@@ -314,6 +395,7 @@ class Mt5Gateway:
             currency_margin=_text(info, "currency_margin"),
             filling_modes=frozenset(modes),
             calc_mode="forex" if calc == mt5_api.SYMBOL_CALC_MODE_FOREX else "cfd",
+            tick_value_loss=loss if loss > 0 else None,
         )
 
     def _deal_request(self, symbol: str, side: Side, volume: Decimal, tag: str,
@@ -345,7 +427,9 @@ class Mt5Gateway:
         Sends the opposite deal with ``position=ticket`` (MetaTrader 5: order_send, "closing
         a position"), the symbol's filling mode and ``DEFAULT_DEVIATION_POINTS``. A position
         that is already gone answers done with TRADE_RETCODE_POSITION_CLOSED. ``None`` from
-        order_send is ambiguous: the order may or may not have been executed.
+        order_send is ambiguous: the order may or may not have been executed. A fill of
+        less than the requested volume (TRADE_RETCODE_DONE_PARTIAL, or DONE with a smaller
+        volume) is ``partial``, not done: the rest is still open.
         """
         found = self._read("positions_get", ticket=ticket)
         if len(found) == 0:
@@ -354,28 +438,16 @@ class Mt5Gateway:
                                deal=None, done=True, retryable=False, ambiguous=False)
         position = self._position(found[0])
         closing_side = Side.BUY if position.side is Side.SELL else Side.SELL
-        request = self._deal_request(
-            position.symbol, closing_side,
-            volume if volume is not None else position.volume, tag, position=ticket)
+        requested = volume if volume is not None else position.volume
+        request = self._deal_request(position.symbol, closing_side, requested, tag,
+                                     position=ticket)
         result = self.terminal.order_send(request)
         if result is None:
             code, message = self.terminal.last_error()
             return CloseResult(ticket=ticket, retcode=code, comment=message, price=None,
                                volume=None, deal=None, done=False, retryable=False,
                                ambiguous=True)
-        retcode = _integer(result, "retcode")
-        done = retcode in (mt5_api.TRADE_RETCODE_DONE, mt5_api.TRADE_RETCODE_POSITION_CLOSED)
-        return CloseResult(
-            ticket=ticket,
-            retcode=retcode,
-            comment=_text(result, "comment"),
-            price=_number(result, "price", minimum=0) if done else None,
-            volume=_number(result, "volume", minimum=0) if done else None,
-            deal=_integer(result, "deal") or None,
-            done=done,
-            retryable=retcode in mt5_api.RETRYABLE_RETCODES,
-            ambiguous=retcode in mt5_api.AMBIGUOUS_RETCODES,
-        )
+        return _close_outcome(ticket, requested, result)
 
     def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]:
         """The last ``count`` H1 bars, oldest first, the last one in progress (MetaTrader 5:
@@ -390,7 +462,7 @@ class Mt5Gateway:
         bars = []
         for row in rows:
             record = _Record(row) if isinstance(row, dict) else row
-            bars.append(Bar(time=_epoch(record, "time"),
+            bars.append(Bar(time=_epoch(record, "time", self.server_timezone),
                             open=_number(record, "open", positive=True),
                             close=_number(record, "close", positive=True)))
         if any(b.time >= c.time for b, c in pairwise(bars)):

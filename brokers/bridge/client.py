@@ -1,7 +1,9 @@
 """A client of the terminal bridge that looks like the ``MetaTrader5`` module.
 
 ``BridgeTerminal`` has the module's methods and constants, so the mt5 adapter drives it
-exactly as it would drive the real package on Windows. It is bound to one account: every
+exactly as it would drive the real package on Windows, with the real signatures
+(``brokers.mt5_signatures``: dates and symbols positional, filters as keywords), which
+the bridge enforces. It is bound to one account: every
 call carries that account's credentials, and the bridge logs the terminal in to it (if it
 was on another account) in the same job as the call.
 
@@ -137,14 +139,14 @@ class BridgeTerminal:
         self._last_error = (error[0], str(error[1]))
         return decode(payload.get("result"))
 
-    # --- the MetaTrader5 module's API ---
-    def initialize(self, path: str | None = None, **kwargs: Any) -> bool:
+    # --- the MetaTrader5 module's API (positional-only and keyword-only as the real one) ---
+    def initialize(self, path: str | None = None, /, **kwargs: Any) -> bool:
         if kwargs.get("login") is not None:
             return self.login(kwargs["login"], password=kwargs.get("password", ""),
                               server=kwargs.get("server", ""))
         return bool(self._call("initialize"))
 
-    def login(self, login: int, password: str = "", server: str = "",
+    def login(self, login: int, /, password: str = "", server: str = "",
               timeout: int | None = None) -> bool:
         self._account = {"login": int(login), "password": password, "server": server}
         ok = self._call("initialize")
@@ -170,30 +172,34 @@ class BridgeTerminal:
     def positions_total(self) -> Any:
         return self._call("positions_total")
 
-    def positions_get(self, symbol: str | None = None, group: str | None = None,
+    def positions_get(self, *, symbol: str | None = None, group: str | None = None,
                       ticket: int | None = None) -> Any:
         return self._call("positions_get", symbol=symbol, group=group, ticket=ticket)
 
-    def history_deals_get(self, date_from: Any = None, date_to: Any = None, *,
+    def history_deals_get(self, date_from: Any = None, date_to: Any = None, /, *,
                           group: str | None = None, ticket: int | None = None,
                           position: int | None = None) -> Any:
-        return self._call("history_deals_get", date_from=date_from, date_to=date_to,
-                          group=group, ticket=ticket, position=position)
+        """(date_from, date_to[, group=]) or (ticket=) or (position=); the dates travel
+        positionally, as the real module takes them."""
+        dates = [d for d in (date_from, date_to) if d is not None]
+        return self._call("history_deals_get", *dates, group=group, ticket=ticket,
+                          position=position)
 
-    def symbol_info(self, symbol: str) -> Any:
+    def symbol_info(self, symbol: str, /) -> Any:
         return self._call("symbol_info", symbol)
 
-    def symbol_info_tick(self, symbol: str) -> Any:
+    def symbol_info_tick(self, symbol: str, /) -> Any:
         return self._call("symbol_info_tick", symbol)
 
-    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> Any:
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float,
+                          /) -> Any:
         return self._call("order_calc_margin", action, symbol, volume, price)
 
-    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int,
-                            count: int) -> Any:
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int,
+                            /) -> Any:
         return self._call("copy_rates_from_pos", symbol, timeframe, start_pos, count)
 
-    def order_send(self, request: dict[str, Any]) -> Any:
+    def order_send(self, request: dict[str, Any], /) -> Any:
         return self._call("order_send", {k: _wire(v) for k, v in request.items()})
 
     # --- the simulated terminal's extra calls (served only by a --sim bridge) ---

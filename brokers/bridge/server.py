@@ -2,8 +2,10 @@
 
 It exposes a whitelist of the ``MetaTrader5`` module's calls to Linux workers, as JSON over
 HTTP, behind a bearer token. There is no eval, no pickling and no attribute access by name
-from the wire: a method name that is not in ``ALLOWED_METHODS`` is refused, and every
-argument is checked against the method's parameter list before the terminal sees it.
+from the wire: a method name that is not in ``ALLOWED_METHODS`` is refused, and every call
+is checked against the real module's signature (``brokers.mt5_signatures``: which arguments
+are positional, which keywords, their types) before the terminal sees it, so a call the
+real module would refuse (a keyword date, a positional ticket) is refused here too.
 
 One bridge process serves one terminal. A terminal holds one logged-in account at a time,
 so every request is one job on a single worker thread: "log in to the request's account if
@@ -12,9 +14,11 @@ switch can never land between another request's login and its read. A job whose 
 already given up (its deadline passed while it waited in the queue) is dropped unrun, which
 keeps an ``order_send`` from executing after its caller was told "timeout".
 
-On Windows, beside a real terminal, this file needs only the standard library and the
-``MetaTrader5`` package: ``python server.py --token-file token.txt``. ``--sim`` serves the
-simulated terminal of ``brokers.sim`` instead (the demo and the tests).
+On Windows, beside a real terminal, this file needs only the standard library, the
+``MetaTrader5`` package and this checkout's ``brokers`` package (standard library only) for
+the signature table: ``python brokers/bridge/server.py --token-file token.txt``. ``--sim``
+serves the simulated terminal of ``brokers.sim`` instead (the demo and the tests);
+``--server-utc-offset 2`` makes it a GMT+2 trade server.
 
 Protocol (all bodies JSON, ``Authorization: Bearer <token>`` on every request):
 
@@ -23,7 +27,8 @@ Protocol (all bodies JSON, ``Authorization: Bearer <token>`` on every request):
   answers ``200 {"result": ..., "last_error": [code, message]}``. Namedtuples travel as
   ``{"__nt__": type name, "fields": {...}}``; ``None`` stays ``null``.
 - Errors answer ``{"code": ..., "message": ...}``: 401 ``unauthorized``, 400
-  ``malformed_json`` / ``bad_request`` / ``method_not_allowed`` / ``bad_params``, 413
+  ``malformed_json`` / ``bad_request`` / ``method_not_allowed`` / ``bad_params`` (the
+  message quotes the real module's refusal and its docstring), 413
   ``body_too_large``, 504 ``timeout``, 502 ``bad_terminal_reply``.
 - ``GET /healthz`` answers ``{"ok": true}`` without a token and says nothing else.
 """
@@ -38,12 +43,24 @@ import logging
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a script beside a terminal: python brokers/bridge/server.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from brokers.mt5_signatures import (  # after the path set-up above, for script runs
+    DOCSTRINGS,
+    MODULE_VERSION,
+    SIGNATURES,
+    Form,
+    call_error,
+)
 
 logger = logging.getLogger("mt5.bridge")
 
@@ -51,39 +68,39 @@ MAX_BODY_BYTES = 1_000_000
 DEFAULT_CALL_TIMEOUT = 10.0
 MAX_CALL_TIMEOUT = 120.0
 
-# Method name -> (allowed positional count, allowed keyword names). Nothing else reaches
-# the terminal. ``login`` and ``initialize`` are handled through the request's account.
-ALLOWED_METHODS: dict[str, tuple[int, frozenset[str]]] = {
-    "initialize": (0, frozenset()),
-    "version": (0, frozenset()),
-    "terminal_info": (0, frozenset()),
-    "last_error": (0, frozenset()),
-    "account_info": (0, frozenset()),
-    "positions_total": (0, frozenset()),
-    "positions_get": (0, frozenset({"symbol", "group", "ticket"})),
-    "history_deals_get": (2, frozenset({"date_from", "date_to", "group", "ticket", "position"})),
-    "symbol_info": (1, frozenset({"symbol"})),
-    "symbol_info_tick": (1, frozenset({"symbol"})),
-    "order_send": (1, frozenset({"request"})),
-    "order_calc_margin": (4, frozenset({"action", "symbol", "volume", "price"})),
-    "copy_rates_from_pos": (4, frozenset({"symbol", "timeframe", "start_pos", "count"})),
-}
-# Extra calls of the simulated terminal, served only with --sim.
-SIM_METHODS: dict[str, tuple[int, frozenset[str]]] = {
-    "sim_inject_fault": (
-        1, frozenset({"kind", "method", "count", "login", "delay", "points", "fraction"})
-    ),
-    "sim_clear_faults": (0, frozenset()),
-    "sim_advance": (1, frozenset({"bars"})),
-    "sim_state": (0, frozenset()),
-    "sim_open": (
-        4, frozenset({"sl", "tp", "magic", "comment", "reason", "price"})
-    ),
-    "sim_close": (2, frozenset({"reason", "volume"})),
-    "sim_create_account": (8, frozenset()),
-    "sim_quote": (1, frozenset()),
-    "sim_positions": (1, frozenset()),
-    "sim_account_info": (1, frozenset()),
+# Method name -> the call forms it accepts (brokers.mt5_signatures.Form). Nothing else
+# reaches the terminal. ``initialize`` is this bridge's own verb, without arguments: it logs
+# the terminal in to the request's account (the real initialize/login are called here, in
+# TerminalWorker.call, with their real signatures).
+Methods = dict[str, tuple[Form, ...]]
+SERVED = (
+    "version", "terminal_info", "last_error", "account_info", "positions_total",
+    "positions_get", "history_deals_get", "symbol_info", "symbol_info_tick", "order_send",
+    "order_calc_margin", "copy_rates_from_pos",
+)
+ALLOWED_METHODS: Methods = {"initialize": (Form(),),
+                            **{name: SIGNATURES[name] for name in SERVED}}
+# Extra calls of the simulated terminal, served only with --sim (brokers/sim/README.md).
+# Not MetaTrader 5 calls: their arguments are checked for shape, not type.
+SIM_METHODS: Methods = {
+    "sim_inject_fault": (Form(("kind",), keywords=(
+        "method", "count", "login", "delay", "points", "fraction"), typed=False),),
+    "sim_clear_faults": (Form(),),
+    "sim_advance": (Form(("bars",), required=0, keywords=("bars", "fraction"), typed=False),),
+    "sim_state": (Form(),),
+    "sim_open": (Form(("login", "symbol", "side", "volume"), keywords=(
+        "sl", "tp", "magic", "comment", "reason", "price"), typed=False),),
+    "sim_close": (Form(("login", "ticket"), keywords=("reason", "volume", "magic"),
+                       typed=False),),
+    "sim_create_account": (Form(("login", "password", "investor_password", "server",
+                                 "currency", "leverage", "balance", "name"), required=7,
+                                typed=False),),
+    "sim_quote": (Form(("symbol",), required=0, typed=False),),
+    "sim_positions": (Form(("login",), typed=False),),
+    "sim_account_info": (Form(("login",), typed=False),),
+    "sim_balance_operation": (Form(("login", "amount", "comment", "kind"), required=3,
+                                   keywords=("kind",), typed=False),),
+    "sim_reticket": (Form(("login", "ticket"), typed=False),),
 }
 ORDER_REQUEST_KEYS = frozenset(
     {
@@ -112,13 +129,15 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, str))
 
 
-def validate_call(payload: Any, methods: dict[str, tuple[int, frozenset[str]]]) -> tuple[
+def validate_call(payload: Any, methods: Methods) -> tuple[
     str, list[Any], dict[str, Any], dict[str, Any] | None, float
 ]:
     """Check a decoded request body; return (method, args, kwargs, account, timeout).
 
-    Raises ``BadRequest`` naming the offending field. Arguments may only be JSON scalars,
-    except ``order_send``'s request, a flat dict of known keys with scalar values.
+    Raises ``BadRequest`` naming the offending field. The call must fit one of the method's
+    forms (``bad_params`` with the real module's message otherwise). Arguments may only be
+    JSON scalars, except ``order_send``'s request, a flat dict of known keys with scalar
+    values.
     """
     if not isinstance(payload, dict):
         raise BadRequest("bad_request", "body must be a JSON object")
@@ -129,12 +148,11 @@ def validate_call(payload: Any, methods: dict[str, tuple[int, frozenset[str]]]) 
     kwargs = payload.get("kwargs", {})
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise BadRequest("bad_params", "args must be a list and kwargs an object")
-    max_positional, allowed_kwargs = methods[method]
-    if len(args) > max_positional:
-        raise BadRequest("bad_params", f"{method} takes at most {max_positional} positional args")
-    unknown = set(kwargs) - allowed_kwargs
-    if unknown:
-        raise BadRequest("bad_params", f"{method} does not take {sorted(unknown)}")
+    refused = call_error(methods[method], args, kwargs)
+    if refused is not None:
+        real = DOCSTRINGS.get(method)
+        raise BadRequest("bad_params", f"{method}: {refused}" + (
+            f" (MetaTrader5 {MODULE_VERSION}: {real})" if real else ""))
     for value in [*args, *kwargs.values()]:
         if method == "order_send" and isinstance(value, dict):
             bad_keys = set(value) - ORDER_REQUEST_KEYS
@@ -186,7 +204,7 @@ def encode(value: Any) -> Any:
 class TerminalWorker:
     """Runs every terminal job on one thread, so login switches and calls never interleave."""
 
-    def __init__(self, terminal: Any, methods: dict[str, tuple[int, frozenset[str]]]) -> None:
+    def __init__(self, terminal: Any, methods: Methods) -> None:
         self.terminal = terminal
         self.methods = methods
         self._jobs: queue.Queue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = (
@@ -312,7 +330,7 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
 
 
 def serve(terminal: Any, *, token: str, host: str = "127.0.0.1", port: int = 8765,
-          methods: dict[str, tuple[int, frozenset[str]]] | None = None) -> ThreadingHTTPServer:
+          methods: Methods | None = None) -> ThreadingHTTPServer:
     """Build the HTTP server (not started). ``server.server_address`` has the bound port."""
     if len(token) < 16:
         raise ValueError("the bridge token must be at least 16 characters")
@@ -349,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="--sim: create the roster's accounts without positions")
     parser.add_argument("--bench-accounts", type=int, default=0,
                         help="--sim: extra accounts for bench/ (5 positions each)")
+    parser.add_argument("--server-utc-offset", type=float, default=0.0, metavar="HOURS",
+                        help="--sim: the trade server's UTC offset; reported times are "
+                             "its wall clock (e.g. 2 for a GMT+2 server)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = _read_token(args)
@@ -360,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
             bar_seconds=args.bar_seconds, manual=args.manual_clock, members=args.members,
             start_bar=args.start_bar, bot=args.bot, bench_accounts=args.bench_accounts,
             initial_orders=not args.no_initial_orders,
+            server_utc_offset_hours=args.server_utc_offset,
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows

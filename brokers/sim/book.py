@@ -5,7 +5,11 @@ money is in the account's deposit currency (USD, EUR or GBP), 2 decimals, ROUND_
 
 SIMULATION ASSUMPTION: there is no GBPUSD price file, so GBP accounts convert USD at the
 FIXED rate ``GBPUSD_RATE`` = 1.25000 USD per GBP. GBP figures are therefore exact for the
-simulation but are not what a real broker would have shown on the replayed dates.
+simulation but are not what a real broker would have shown on the replayed dates. Only the
+profit tick value sees a GBPUSD ask, ``GBPUSD_RATE + GBPUSD_SPREAD``.
+
+Times are kept in true UTC here; the ``*_tuple`` builders add ``shift`` (the trade server's
+UTC offset) to every epoch they report, as a real terminal reports server wall-clock time.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from brokers import mt5_api as mt5
@@ -27,6 +31,8 @@ VOLUME_MIN = Decimal("0.01")
 VOLUME_STEP = Decimal("0.01")
 VOLUME_MAX = Decimal(100)
 GBPUSD_RATE = Decimal("1.25000")  # SIMULATION ASSUMPTION, see the module docstring
+GBPUSD_SPREAD = Decimal("0.00012")  # the ask side, for the profit tick value only
+NO_SHIFT = timedelta(0)
 CURRENCIES = ("USD", "EUR", "GBP")
 COMPANY = "SimBroker Ltd. (simulated)"
 COMMENT_MAX = 31  # MetaTrader 5 keeps 31 characters of an order comment
@@ -74,7 +80,7 @@ class Quote:
 
 @dataclass(slots=True)
 class SimPosition:
-    ticket: int  # == identifier == ticket of the opening order
+    ticket: int  # the opening order's ticket, until sim_reticket gives it a new one
     type: int  # POSITION_TYPE_BUY | POSITION_TYPE_SELL
     volume: Decimal
     price_open: Decimal
@@ -86,6 +92,11 @@ class SimPosition:
     time: datetime
     time_update: datetime
     symbol: str = SYMBOL
+    identifier: int = 0  # the opening order's ticket, for good; deals carry it (position_id)
+
+    def __post_init__(self) -> None:
+        if not self.identifier:
+            self.identifier = self.ticket
 
     @property
     def is_buy(self) -> bool:
@@ -147,8 +158,24 @@ def margin_required(volume: Decimal, leverage: int, currency: str, eurusd: Decim
 
 
 def tick_value(currency: str, eurusd: Decimal) -> Decimal:
-    """Value of one tick (0.00001) for one lot, in the deposit currency: 1 USD converted."""
+    """Value of one tick (0.00001) for one lot, in the deposit currency: 1 USD converted at
+    the bid side (EURUSD bid, GBPUSD_RATE), as realized profit is. This is also the loss
+    tick value (``tick_values``)."""
     return usd_to_account(TICK_SIZE * CONTRACT_SIZE, currency, eurusd)
+
+
+def tick_values(currency: str, bid: Decimal, ask: Decimal) -> tuple[Decimal, Decimal]:
+    """(profit, loss) tick value of EURUSD for one lot in the deposit currency (MetaTrader 5:
+    SYMBOL_TRADE_TICK_VALUE_PROFIT / _LOSS). A tick is 1 USD. A USD profit is converted at
+    the side that gives fewer deposit-currency units, a USD loss at the side that costs
+    more: EUR account 1/ask vs 1/bid of EURUSD, GBP account 1/(GBPUSD_RATE +
+    GBPUSD_SPREAD) vs 1/GBPUSD_RATE. So loss >= profit; equal for a USD account."""
+    usd = TICK_SIZE * CONTRACT_SIZE
+    if currency == "EUR":
+        return usd / ask, usd / bid
+    if currency == "GBP":
+        return usd / (GBPUSD_RATE + GBPUSD_SPREAD), usd / GBPUSD_RATE
+    return usd, usd
 
 
 def position_profit(position: SimPosition, quote: Quote, currency: str,
@@ -220,20 +247,24 @@ def matches_group(symbol: str, group: str | None) -> bool:
     return included
 
 
-def epoch(moment: datetime) -> int:
-    return int(moment.timestamp())
+def epoch(moment: datetime, shift: timedelta = NO_SHIFT) -> int:
+    """Epoch seconds of ``moment + shift`` (``shift``: the server's UTC offset)."""
+    return int((moment + shift).timestamp())
 
 
-def epoch_msc(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+def epoch_msc(moment: datetime, shift: timedelta = NO_SHIFT) -> int:
+    return int((moment + shift).timestamp() * 1000)
 
 
-def position_tuple(position: SimPosition, quote: Quote, currency: str) -> mt5.TradePosition:
-    """A position as the MetaTrader5 package returns it (floats and ints)."""
+def position_tuple(position: SimPosition, quote: Quote, currency: str,
+                   shift: timedelta = NO_SHIFT) -> mt5.TradePosition:
+    """A position as the MetaTrader5 package returns it (floats and ints; times in server
+    time, ``shift`` ahead of UTC)."""
+    opened, updated = position.time, position.time_update
     return mt5.TradePosition(
-        ticket=position.ticket, time=epoch(position.time), time_msc=epoch_msc(position.time),
-        time_update=epoch(position.time_update), time_update_msc=epoch_msc(position.time_update),
-        type=position.type, magic=position.magic, identifier=position.ticket,
+        ticket=position.ticket, time=epoch(opened, shift), time_msc=epoch_msc(opened, shift),
+        time_update=epoch(updated, shift), time_update_msc=epoch_msc(updated, shift),
+        type=position.type, magic=position.magic, identifier=position.identifier,
         reason=position.reason, volume=float(position.volume),
         price_open=float(position.price_open), sl=float(position.sl or 0),
         tp=float(position.tp or 0), price_current=float(position.close_price(quote)), swap=0.0,
@@ -242,11 +273,11 @@ def position_tuple(position: SimPosition, quote: Quote, currency: str) -> mt5.Tr
     )
 
 
-def deal_tuple(deal: SimDeal) -> mt5.TradeDeal:
-    """A deal as the MetaTrader5 package returns it (floats and ints)."""
+def deal_tuple(deal: SimDeal, shift: timedelta = NO_SHIFT) -> mt5.TradeDeal:
+    """A deal as the MetaTrader5 package returns it (floats and ints; server time)."""
     return mt5.TradeDeal(
-        ticket=deal.ticket, order=deal.order, time=epoch(deal.time),
-        time_msc=epoch_msc(deal.time), type=deal.type, entry=deal.entry, magic=deal.magic,
+        ticket=deal.ticket, order=deal.order, time=epoch(deal.time, shift),
+        time_msc=epoch_msc(deal.time, shift), type=deal.type, entry=deal.entry, magic=deal.magic,
         position_id=deal.position_id, reason=deal.reason, volume=float(deal.volume),
         price=float(deal.price), commission=0.0, swap=0.0, profit=float(deal.profit), fee=0.0,
         symbol=deal.symbol, comment=deal.comment, external_id="",
@@ -271,16 +302,20 @@ def account_tuple(book: Book, quote: Quote, *, trade_allowed: bool) -> mt5.Accou
     )
 
 
-def symbol_tuple(quote: Quote, currency: str, spread_points: int) -> mt5.SymbolInfo:
-    """EURUSD's specification, with ``trade_tick_value`` in the deposit ``currency``."""
+def symbol_tuple(quote: Quote, currency: str, spread_points: int,
+                 shift: timedelta = NO_SHIFT) -> mt5.SymbolInfo:
+    """EURUSD's specification, with the tick values in the deposit ``currency``
+    (``trade_tick_value`` at the bid side, as before: see ``tick_values``)."""
     tv = float(tick_value(currency, quote.bid))
+    profit_tv, loss_tv = (float(v) for v in tick_values(currency, quote.bid, quote.ask))
     return mt5.SymbolInfo(
-        custom=False, visible=True, select=True, time=epoch(quote.time), digits=DIGITS,
+        custom=False, visible=True, select=True, time=epoch(quote.time, shift), digits=DIGITS,
         spread=spread_points, spread_float=False, trade_calc_mode=mt5.SYMBOL_CALC_MODE_FOREX,
         trade_mode=mt5.SYMBOL_TRADE_MODE_FULL, trade_stops_level=0, trade_freeze_level=0,
         filling_mode=mt5.SYMBOL_FILLING_FOK | mt5.SYMBOL_FILLING_IOC, bid=float(quote.bid),
         ask=float(quote.ask), last=0.0, volume=0, point=float(POINT), trade_tick_value=tv,
-        trade_tick_value_profit=tv, trade_tick_value_loss=tv, trade_tick_size=float(TICK_SIZE),
+        trade_tick_value_profit=profit_tv, trade_tick_value_loss=loss_tv,
+        trade_tick_size=float(TICK_SIZE),
         trade_contract_size=float(CONTRACT_SIZE), volume_min=float(VOLUME_MIN),
         volume_max=float(VOLUME_MAX), volume_step=float(VOLUME_STEP), swap_long=0.0,
         swap_short=0.0, margin_initial=0.0, margin_maintenance=0.0, currency_base="EUR",
@@ -289,7 +324,7 @@ def symbol_tuple(quote: Quote, currency: str, spread_points: int) -> mt5.SymbolI
     )
 
 
-def tick_tuple(quote: Quote) -> mt5.Tick:
-    return mt5.Tick(time=epoch(quote.time), bid=float(quote.bid), ask=float(quote.ask),
-                    last=0.0, volume=0, time_msc=epoch_msc(quote.time), flags=6,
+def tick_tuple(quote: Quote, shift: timedelta = NO_SHIFT) -> mt5.Tick:
+    return mt5.Tick(time=epoch(quote.time, shift), bid=float(quote.bid), ask=float(quote.ask),
+                    last=0.0, volume=0, time_msc=epoch_msc(quote.time, shift), flags=6,
                     volume_real=0.0)

@@ -12,8 +12,18 @@ and take profits (a gap past a level fills at the bar's OPEN; inside one bar a S
 a TP, conservatively) and then applies the stop-out (MetaTrader 5: close the most losing
 position while margin level <= margin_so_so) at the end of each bar and at the current price.
 
+Calls are held to the real module's signatures (``brokers.mt5_signatures``): a call outside
+them (a keyword date, a positional ``ticket``, a missing argument) answers what the real
+module answers, ``None`` (``False`` from initialize/login) with last_error
+RES_E_INVALID_PARAMS and the real message, before anything else happens.
+
+Trade server time: with ``server_utc_offset_hours`` every time the terminal reports
+(positions, deals, ticks, symbol info, bars) is server wall-clock time, that many hours
+ahead of UTC, and history_deals_get reads its dates the same way, as on a real server.
+
 Methods named ``sim_*`` are simulation admin calls, not in the real API: they act on any
-account without changing the logged-in one, and are never hit by injected faults.
+account without changing the logged-in one, and are never hit by injected faults. They are
+documented in ``brokers/sim/README.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any, TypeVar, cast
 
 from brokers import mt5_api as mt5
+from brokers.mt5_signatures import SIGNATURES, call_error
 from brokers.sim.book import (
     COMMENT_MAX,
     COMPANY,
@@ -70,21 +81,36 @@ from brokers.sim.rules import (
 __all__ = ["SimAccount", "SimTerminal"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# sim_balance_operation kinds -> ENUM_DEAL_TYPE
+BALANCE_DEAL_TYPES = {
+    "balance": mt5.DEAL_TYPE_BALANCE,
+    "credit": mt5.DEAL_TYPE_CREDIT,
+    "charge": mt5.DEAL_TYPE_CHARGE,
+    "correction": mt5.DEAL_TYPE_CORRECTION,
+    "bonus": mt5.DEAL_TYPE_BONUS,
+}
 T = TypeVar("T")
 
 
 def _api(*, needs: str = "login", failure: Any = None) -> Callable[[F], F]:
-    """Wrap a MetaTrader5 API method: lock, reset last_error, apply call faults, require an
-    initialized terminal (``needs`` "init") or a logged-in account ("login"), catch up
-    with the replay, then run the method. ``failure`` is what a failed call returns."""
+    """Wrap a MetaTrader5 API method: lock, reset last_error, hold the call to the real
+    signature (``brokers.mt5_signatures``), apply call faults, require an initialized
+    terminal (``needs`` "init") or a logged-in account ("login"), catch up with the replay,
+    then run the method. ``failure`` is what a failed call returns."""
 
     def decorate(method: F) -> F:
         name = method.__name__
+        forms = SIGNATURES[name]  # a method the table does not know cannot be served
 
         @functools.wraps(method)
         def wrapper(self: SimTerminal, *args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 self._error = (mt5.RES_S_OK, ERROR_MESSAGES[mt5.RES_S_OK])
+                refused = call_error(forms, args, kwargs)
+                if refused is not None:
+                    self._error = (mt5.RES_E_INVALID_PARAMS, refused)
+                    return failure
                 target = kwargs.get("login")
                 if name == "login" and args:
                     target = args[0]
@@ -123,13 +149,15 @@ class SimTerminal:
 
     ``spread_points`` is the fixed EURUSD spread in points (0.00001): ask = bid + spread.
     ``seed`` only drives cosmetic randomness (``terminal_info().ping_last``).
+    ``server_utc_offset_hours`` is the trade server's offset from UTC (e.g. 2.0 for a GMT+2
+    server): reported times are shifted by it (see the module docstring).
     Every uppercase constant of ``brokers.mt5_api`` is also a class attribute (set at runtime
     below, so type checkers do not see them: typed code should use ``brokers.mt5_api``).
     """
 
     def __init__(self, *, bars: list[Bar] | None = None, clock: ReplayClock | None = None,
                  accounts: Iterable[SimAccount] = (), spread_points: int = 12,
-                 seed: int = 0) -> None:
+                 seed: int = 0, server_utc_offset_hours: float = 0.0) -> None:
         self._bars = bars if bars is not None else load_bars()
         if not self._bars:
             raise ValueError("no bars to replay")
@@ -138,6 +166,10 @@ class SimTerminal:
             self._clock.n_bars = len(self._bars)
         self._spread_points = spread_points
         self._spread = POINT * spread_points
+        self.server_utc_offset_hours = float(server_utc_offset_hours)
+        if not -12 <= self.server_utc_offset_hours <= 14:
+            raise ValueError("server_utc_offset_hours must be within -12..14")
+        self._shift = timedelta(hours=self.server_utc_offset_hours)
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._sleep: Callable[[float], None] = time.sleep
@@ -160,7 +192,7 @@ class SimTerminal:
     # ----------------------------------------------------------------- the MetaTrader5 API
 
     @_api(needs="none", failure=False)
-    def initialize(self, path: str | None = None, *, login: int | None = None,
+    def initialize(self, path: str | None = None, /, *, login: int | None = None,
                    password: str | None = None, server: str | None = None,
                    timeout: int | None = None, portable: bool = False) -> bool:
         """Start the terminal; with ``login`` also log in (MetaTrader5.initialize)."""
@@ -170,7 +202,7 @@ class SimTerminal:
         return self._login(login, password or "", server or "")
 
     @_api(needs="init", failure=False)
-    def login(self, login: int, *, password: str = "", server: str = "",
+    def login(self, login: int, /, *, password: str = "", server: str = "",
               timeout: int = 60000) -> bool:
         """Log in to ``login``; the master password trades, the investor password only reads.
         An empty ``server`` means the account's own server. A failed login logs out."""
@@ -207,12 +239,12 @@ class SimTerminal:
         return account_tuple(self._book(), self._quote, trade_allowed=not self._read_only)
 
     @_api()
-    def positions_get(self, symbol: str | None = None, group: str | None = None,
+    def positions_get(self, *, symbol: str | None = None, group: str | None = None,
                       ticket: int | None = None) -> tuple[mt5.TradePosition, ...] | None:
         """Open positions of the logged-in account, by ticket; () when there are none."""
         book = self._book()
         return tuple(
-            position_tuple(p, self._quote, book.currency)
+            position_tuple(p, self._quote, book.currency, self._shift)
             for p in sorted(book.positions.values(), key=lambda p: p.ticket)
             if (symbol is None or p.symbol == symbol) and matches_group(p.symbol, group)
             and (ticket is None or p.ticket == ticket)
@@ -224,20 +256,18 @@ class SimTerminal:
 
     @_api()
     def history_deals_get(self, date_from: datetime | int | None = None,
-                          date_to: datetime | int | None = None, *, group: str | None = None,
-                          ticket: int | None = None,
+                          date_to: datetime | int | None = None, /, *,
+                          group: str | None = None, ticket: int | None = None,
                           position: int | None = None) -> tuple[mt5.TradeDeal, ...] | None:
-        """Deals of the logged-in account with date_from <= time <= date_to (whole seconds;
-        datetimes or epoch seconds; naive datetimes are UTC; None = unbounded). ``ticket``
-        selects the deals of one ORDER ticket (MetaTrader 5 semantics), ``position`` the
-        deals of one position id."""
-        try:
-            low, high = self._epoch_or_none(date_from), self._epoch_or_none(date_to)
-        except TypeError:
-            return self._fail(mt5.RES_E_INVALID_PARAMS, None)
+        """Deals of the logged-in account, as the real module takes them: (date_from,
+        date_to[, group=]) with date_from <= time <= date_to, or (ticket=) the deals of one
+        ORDER ticket, or (position=) those of one position id. Dates are server wall-clock
+        times (datetimes or epoch seconds, whole seconds; a naive datetime is read as is)."""
+        low, high = self._server_epoch(date_from), self._server_epoch(date_to)
         return tuple(
-            deal_tuple(d) for d in self._book().deals
-            if (low is None or epoch(d.time) >= low) and (high is None or epoch(d.time) <= high)
+            deal_tuple(d, self._shift) for d in self._book().deals
+            if (low is None or epoch(d.time, self._shift) >= low)
+            and (high is None or epoch(d.time, self._shift) <= high)
             and matches_group(d.symbol, group) and (ticket is None or d.order == ticket)
             and (position is None or d.position_id == position)
         )
@@ -247,7 +277,8 @@ class SimTerminal:
         """EURUSD's specification; tick values in the logged-in account's currency."""
         if symbol != SYMBOL:
             return self._fail(mt5.RES_E_NOT_FOUND, None)
-        return symbol_tuple(self._quote, self._book().currency, self._spread_points)
+        return symbol_tuple(self._quote, self._book().currency, self._spread_points,
+                            self._shift)
 
     @_api()
     def order_calc_margin(self, action: int, symbol: str, volume: float,
@@ -277,7 +308,7 @@ class SimTerminal:
         for counter in range(max(current - start_pos - count + 1, 0), current - start_pos + 1):
             bar = bar_at(self._bars, counter)
             close = self._quote.bid if counter == current else bar.close
-            rates.append(mt5.Rate(time=epoch(bar.time), open=float(bar.open),
+            rates.append(mt5.Rate(time=epoch(bar.time, self._shift), open=float(bar.open),
                                   high=float(bar.high), low=float(bar.low), close=float(close),
                                   tick_volume=bar.volume, spread=self._spread_points,
                                   real_volume=0))
@@ -287,7 +318,7 @@ class SimTerminal:
     def symbol_info_tick(self, symbol: str) -> mt5.Tick | None:
         if symbol != SYMBOL:
             return self._fail(mt5.RES_E_NOT_FOUND, None)
-        return tick_tuple(self._quote)
+        return tick_tuple(self._quote, self._shift)
 
     @_api()
     def order_send(self, request: dict[str, Any]) -> mt5.OrderSendResult | None:
@@ -398,6 +429,56 @@ class SimTerminal:
         return deal
 
     @_admin
+    def sim_balance_operation(self, login: int, amount: Decimal | float | str, comment: str,
+                              kind: str = "balance") -> int:
+        """Book a balance operation on any account; returns its deal ticket.
+
+        ``amount`` is in the deposit currency, rounded to cents: positive pays in, negative
+        takes out. ``kind`` picks the deal type: "balance" (DEAL_TYPE_BALANCE: a deposit or
+        a withdrawal), "credit" (DEAL_TYPE_CREDIT: moves the account's credit, not its
+        balance), "charge", "correction" or "bonus" (DEAL_TYPE_CHARGE / _CORRECTION /
+        _BONUS: move the balance). The deal is an IN deal with position_id 0, no symbol and
+        profit = amount, as MetaTrader 5 books one. Raises ValueError for an unknown account
+        or kind, a zero amount, a withdrawal above the free margin or a credit below zero.
+        """
+        book = self._admin_book(login)
+        if kind not in BALANCE_DEAL_TYPES:
+            raise ValueError(f"kind must be one of {sorted(BALANCE_DEAL_TYPES)}, not {kind!r}")
+        value = money(to_decimal(amount))
+        if not value:
+            raise ValueError("a balance operation needs a non-zero amount")
+        if value < 0 and -value > book.figures(self._quote).margin_free:
+            raise ValueError(f"withdrawal of {-value} exceeds the free margin of {login}")
+        if kind == "credit" and book.credit + value < 0:
+            raise ValueError(f"account {login} has only {book.credit} credit")
+        if kind == "credit":
+            book.credit += value
+        else:
+            book.balance += value
+        ticket = self._next_ticket()
+        book.deals.append(SimDeal(
+            ticket=ticket, order=0, time=self._quote.time, type=BALANCE_DEAL_TYPES[kind],
+            entry=mt5.DEAL_ENTRY_IN, magic=0, position_id=0, reason=mt5.DEAL_REASON_CLIENT,
+            volume=Decimal(0), price=Decimal(0), profit=value, symbol="",
+            comment=comment[:COMMENT_MAX],
+        ))
+        return ticket
+
+    @_admin
+    def sim_reticket(self, login: int, ticket: int) -> int:
+        """Give open position ``ticket`` a new ticket and return it, keeping its identifier
+        (as servers that re-open positions on swap do): positions_get reports the new
+        ticket, deals keep position_id = identifier. Raises ValueError when there is no
+        such position."""
+        book = self._admin_book(login)
+        position = book.positions.pop(ticket, None)
+        if position is None:
+            raise ValueError(f"account {login} has no open position {ticket}")
+        position.ticket = self._next_ticket()
+        book.positions[position.ticket] = position
+        return position.ticket
+
+    @_admin
     def sim_advance(self, bars: int = 1, *, fraction: float = 0.0) -> int:
         """Move the clock to the start of the bar ``bars`` ahead (``bars=0``: stay in this
         bar), then ``fraction`` of a bar further, and process the time passed; returns the
@@ -425,7 +506,7 @@ class SimTerminal:
     def sim_positions(self, login: int) -> tuple[mt5.TradePosition, ...]:
         """Open positions of any account, as positions_get() would return them."""
         book = self._admin_book(login)
-        return tuple(position_tuple(p, self._quote, book.currency)
+        return tuple(position_tuple(p, self._quote, book.currency, self._shift)
                      for p in sorted(book.positions.values(), key=lambda p: p.ticket))
 
     @_admin
@@ -452,6 +533,7 @@ class SimTerminal:
             "positions": sum(len(b.positions) for b in self._books.values()),
             "deals": sum(len(b.deals) for b in self._books.values()),
             "logged_in": self._session, "pending_faults": len(self._faults),
+            "server_utc_offset_hours": self.server_utc_offset_hours,
         }
 
     def sim_inject_fault(self, kind: str, *, method: str | None = None, count: int = 1,
@@ -499,14 +581,15 @@ class SimTerminal:
         return self._last_ticket
 
     @staticmethod
-    def _epoch_or_none(value: datetime | int | float | None) -> int | None:
+    def _server_epoch(value: datetime | int | float | None) -> int | None:
+        """A date argument's epoch seconds, read as server wall-clock time like the real
+        module reads them (a naive datetime counts as UTC here, so a naive server wall-clock
+        time works; None: no bound; the signature check lets nothing else through)."""
         if value is None:
             return None
         if isinstance(value, datetime):
             return epoch(value if value.tzinfo else value.replace(tzinfo=UTC))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-        raise TypeError(f"not a date: {value!r}")
+        return int(value)
 
     def _quote_at(self, counter: int, fraction: float) -> Quote:
         bar = bar_at(self._bars, counter)
@@ -561,7 +644,8 @@ class SimTerminal:
         book.deals.append(SimDeal(
             ticket=deal, order=order, time=when,
             type=mt5.DEAL_TYPE_SELL if position.is_buy else mt5.DEAL_TYPE_BUY,
-            entry=mt5.DEAL_ENTRY_OUT, magic=magic, position_id=position.ticket, reason=reason,
+            entry=mt5.DEAL_ENTRY_OUT, magic=magic, position_id=position.identifier,
+            reason=reason,
             volume=volume, price=price, profit=profit, symbol=position.symbol,
             comment=comment[:COMMENT_MAX],
         ))

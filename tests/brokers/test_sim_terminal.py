@@ -64,6 +64,11 @@ def terminal(*accounts: SimAccount, start: int = 0, bars: list[Bar] | None = Non
     return term
 
 
+def all_deals(term: Any) -> tuple:
+    """Every deal of the logged-in account: the real module needs both dates."""
+    return term.history_deals_get(0, 2**31 - 1)
+
+
 def flat_bars(*bids: str) -> list[Bar]:
     """Bars with open = high = low = close, hourly from Monday 2024-01-01 00:00 UTC."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
@@ -290,7 +295,7 @@ def test_order_send_refusals_change_nothing(request_: dict[str, object], retcode
     assert result.retcode == retcode
     assert (result.deal, result.order, result.volume) == (0, 0, 0.0)
     assert term.positions_get() == ()
-    assert len(term.history_deals_get()) == 1  # only the initial balance deal
+    assert len(all_deals(term)) == 1  # only the initial balance deal
     if retcode == mt5.TRADE_RETCODE_REQUOTE:
         assert (result.bid, result.ask) == (1.0716, 1.07172)
 
@@ -347,7 +352,7 @@ def test_stop_loss_fills_at_the_sl_price_within_the_bar() -> None:
     term.order_send(buy(0.10, sl=1.07100))  # ask 1.07172; bar 0 dips to 1.07083 at f=1/3
     assert term.sim_advance(0, fraction=0.5) == 1
     assert term.positions_get() == ()
-    out = term.history_deals_get()[-1]
+    out = all_deals(term)[-1]
     # (1.07100 - 1.07172) * 100000 * 0.10 = -7.20 USD
     assert (out.reason, out.price, out.profit, out.comment) == \
         (mt5.DEAL_REASON_SL, 1.071, -7.20, "[sl 1.07100]")
@@ -358,7 +363,7 @@ def test_take_profit_fills_at_the_tp_price_on_a_later_bar() -> None:
     term = terminal()
     term.order_send(buy(0.10, tp=1.07250))  # bar 0 tops at 1.07220, bar 1 at 1.07296
     term.sim_advance(2)
-    out = term.history_deals_get()[-1]
+    out = all_deals(term)[-1]
     # (1.07250 - 1.07172) * 100000 * 0.10 = 7.80 USD, at bar #1's time
     assert (out.reason, out.price, out.profit) == (mt5.DEAL_REASON_TP, 1.0725, 7.80)
     assert out.time == int(BARS[1].time.timestamp())
@@ -371,7 +376,7 @@ def test_stop_loss_wins_when_both_levels_are_inside_one_bar() -> None:
     term = terminal(bars=bars)
     term.order_send(buy(0.10, sl=1.09900, tp=1.10100))
     term.sim_advance(2)  # past the end: bar 1 is processed whole
-    out = term.history_deals_get()[-1]
+    out = all_deals(term)[-1]
     assert (out.reason, out.price) == (mt5.DEAL_REASON_SL, 1.099)
 
 
@@ -394,7 +399,7 @@ def test_weekend_gap_fills_a_buy_take_profit_at_the_better_open() -> None:
     term = terminal(start=GAP_FRIDAY)
     term.order_send(buy(0.10, tp=1.08000))  # ask 1.07041
     term.sim_advance()
-    out = term.history_deals_get()[-1]
+    out = all_deals(term)[-1]
     # (1.08930 - 1.07041) * 100000 * 0.10 = 188.90 USD at the Sunday open bid 1.08930
     assert (out.reason, out.price, out.profit) == (mt5.DEAL_REASON_TP, 1.0893, 188.90)
 
@@ -680,7 +685,7 @@ def test_accounting_identities_hold(currency: str, start: int, steps: list[tuple
         assert info.margin_free == pytest.approx(info.equity - info.margin, abs=1e-6)
         assert info.profit == pytest.approx(sum(p.profit for p in positions), abs=1e-6)
         # the balance is the sum of every deal's profit (the deposit included)
-        assert info.balance == pytest.approx(sum(d.profit for d in term.history_deals_get()),
+        assert info.balance == pytest.approx(sum(d.profit for d in all_deals(term)),
                                              abs=1e-6)
         if info.margin:
             assert info.margin_level > 50  # otherwise the stop-out would have acted
