@@ -55,8 +55,8 @@ class RiskConfigurationChangeAdmin(ReadOnlyAdmin):
 @admin.register(TradeSetupRiskLog)
 class TradeSetupRiskLogAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "account", "signal_id", "instrument", "side",
-                    "global_risk_percent", "setup_approved", "rejection_reason",
-                    "total_volume")
+                    "global_risk_percent", "tick_value_used", "tick_value_source",
+                    "setup_approved", "rejection_reason", "total_volume")
     list_filter = ("setup_approved", "rejection_reason", "instrument")
     search_fields = ("signal_id", "account__login")
     list_select_related = ("account",)

@@ -93,6 +93,12 @@ class TradeSetupRiskLog(AppendOnlyModel):
     config_version = models.PositiveIntegerField()
     global_risk_percent = percent_field()
     balance = money_field(null=True)
+    # the tick value the stop was sized with (the loss tick value when the broker reported
+    # one): account currency per tick of 1 lot; null when refused before the symbol's rules
+    # were read. The exact figure is in ``result``.
+    tick_value_used = models.DecimalField(max_digits=28, decimal_places=12, null=True)
+    tick_value_source = models.CharField(max_length=16, blank=True,
+                                         help_text="tick_value_loss or tick_value")
     setup_approved = models.BooleanField()
     rejection_reason = models.CharField(max_length=40, blank=True)
     total_volume = models.DecimalField(max_digits=16, decimal_places=4)

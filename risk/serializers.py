@@ -79,6 +79,14 @@ class PositionSizeOutput(serializers.Serializer):
     margin_utilization_percent = serializers.DecimalField(max_digits=12, decimal_places=2,
                                                           allow_null=True)
     loss_per_lot = serializers.DecimalField(**MONEY, allow_null=True)
+    tick_value_used = serializers.DecimalField(
+        max_digits=28, decimal_places=10, allow_null=True,
+        help_text="The tick value the stop was sized with: account currency per tick of 1 "
+                  "lot; null when refused before the symbol's rules were read")
+    tick_value_source = serializers.ChoiceField(
+        choices=["tick_value_loss", "tick_value"], allow_null=True,
+        help_text="tick_value_loss (MetaTrader 5: trade_tick_value_loss, when the broker "
+                  "reports it) or tick_value")
     config_version = serializers.IntegerField()
     log_id = serializers.IntegerField()
     expected_trades = serializers.ListField(child=serializers.CharField())

@@ -147,7 +147,7 @@ def _rejection(code: str, config: RiskConfiguration, account: Any,
         "volume_entries": (Decimal(0), Decimal(0), Decimal(0)), "total_volume": Decimal(0),
         "estimated_margin_entries": (zero, zero, zero), "total_estimated_margin": zero,
         "available_margin": account.free_margin or zero, "margin_utilization_percent": None,
-        "loss_per_lot": None,
+        "loss_per_lot": None, "tick_value_used": None, "tick_value_source": None,
     }
 
 
@@ -159,7 +159,10 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
     Uses the account's last synced balance and free margin (rejected if older than
     ``MT5_ACCOUNT_FRESHNESS_MINUTES``) and the symbol's live rules from the gateway (tick
     size and value in the account currency, volume limits, margin for one lot: MetaTrader 5
-    symbol_info and order_calc_margin). Every request, approved or not, is one
+    symbol_info and order_calc_margin). The stop is sized with the loss tick value
+    (``trade_tick_value_loss``) when the broker reports one, else the tick value; the answer
+    and the log say which (``tick_value_used``, ``tick_value_source``; ``None`` when refused
+    before the symbol's rules were read). Every request, approved or not, is one
     ``TradeSetupRiskLog``. An approved setup registers its entries as expected trades,
     idempotently per (account, signal): asking twice never doubles the exposure.
     Returns the answer's fields plus ``log_id`` and ``expected_trades`` (tags).
@@ -204,8 +207,9 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
                 margin_buffer_percent=config.margin_buffer_percent, side=side,
                 entry_price=entry_price, stop_loss=stop_loss, take_profit=take_profit,
                 tick_size=spec.tick_size, tick_value=spec.tick_value,
-                volume_min=spec.volume_min, volume_step=spec.volume_step,
-                volume_max=spec.volume_max, margin_per_lot=margin_per_lot,
+                tick_value_loss=spec.tick_value_loss, volume_min=spec.volume_min,
+                volume_step=spec.volume_step, volume_max=spec.volume_max,
+                margin_per_lot=margin_per_lot,
             ))
             answer = {name: getattr(result, name) for name in result.__dataclass_fields__}
     with transaction.atomic():
@@ -215,6 +219,8 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
             signal_id=signal_id, instrument=instrument, side=side, entry_price=entry_price,
             stop_loss=stop_loss, take_profit=take_profit, config_version=config.version,
             global_risk_percent=config.fixed_risk_percent, balance=account.balance,
+            tick_value_used=answer["tick_value_used"],
+            tick_value_source=answer["tick_value_source"] or "",
             setup_approved=answer["setup_approved"],
             rejection_reason=answer["rejection_reason"] or "",
             total_volume=answer["total_volume"], result=_jsonable(answer), created_at=now,

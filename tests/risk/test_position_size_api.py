@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -94,6 +95,49 @@ def test_gbp_account_uses_the_tick_value_in_gbp(api, sim_bridge, linked_account)
         "0.3700", "0.2600", "0.1100")
 
 
+class LossTickValueGateway:
+    """The real gateway to the simulated terminal, whose symbol rules report a loss tick
+    value of ``loss`` (the simulator's own loss tick value equals its tick value for these
+    accounts, so it cannot tell which one the sizing used)."""
+
+    def __init__(self, gateway, loss: Decimal):
+        self._gateway, self._loss = gateway, loss
+
+    def symbol_spec(self, symbol):
+        return replace(self._gateway.symbol_spec(symbol), tick_value_loss=self._loss)
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+
+def test_sizing_uses_the_loss_tick_value_and_logs_it(api, sim_bridge, linked_account,
+                                                     monkeypatch):
+    import accounts.gateways
+
+    real = accounts.gateways.account_gateway
+    monkeypatch.setattr(accounts.gateways, "account_gateway",
+                        lambda account: LossTickValueGateway(real(account), Decimal("0.84")))
+    account = synced(linked_account, 9306, currency="GBP")
+    payload, _, _ = setup_for(account, sim_bridge, signal="S-LOSS")
+
+    body = api.post("/api/v1/risk/position-size", payload, format="json").json()
+
+    # tick value 0.80 GBP (1 USD / 1.25), loss tick value 0.84 GBP as reported: sized by the
+    # loss one, 500 × 0.84 = 420 GBP per lot; budget 300 GBP → 150 / 105 / 45
+    # → 150/420 = 0.357 → 0.35, 105/420 = 0.25, 45/420 = 0.107 → 0.10 lots
+    # (by the tick value they would be 0.37 / 0.26 / 0.11: 0.37 × 420 = 155.40 > 150)
+    assert body["setup_approved"] is True, body
+    assert (body["volume_entry_1"], body["volume_entry_2"], body["volume_entry_3"]) == (
+        "0.3500", "0.2500", "0.1000")
+    assert body["loss_per_lot"] == "420.00"
+    assert (body["tick_value_used"], body["tick_value_source"]) == ("0.8400000000",
+                                                                    "tick_value_loss")
+    log = TradeSetupRiskLog.objects.get(account=account)
+    assert (log.tick_value_used, log.tick_value_source) == (Decimal("0.84"),
+                                                            "tick_value_loss")
+    assert log.result["tick_value_used"] == "0.84"
+
+
 def test_a_small_account_is_refused_rather_than_rounded_up(api, sim_bridge, linked_account):
     account = synced(linked_account, 9304, balance="100")
     payload, _, _ = setup_for(account, sim_bridge)
@@ -131,6 +175,9 @@ def test_rejections_are_logged_with_their_reason(api, owner, sim_bridge, linked_
     assert (body["setup_approved"], body["rejection_reason"]) == (False, reason)
     log = TradeSetupRiskLog.objects.get(account=account)
     assert (log.setup_approved, log.rejection_reason) == (False, reason)
+    if reason != "stop_wrong_side":  # refused before the symbol's rules were read
+        assert (body["tick_value_used"], body["tick_value_source"]) == (None, None)
+        assert (log.tick_value_used, log.tick_value_source) == (None, "")
     assert not ExpectedTrade.objects.filter(account=account).exists()
 
 
