@@ -60,3 +60,49 @@ def test_partial_close_leaves_the_rest_open(bridge):
     assert result.done
     (left,) = bridge.sim("sim_positions", 5001)
     assert Decimal(str(left.volume)) == Decimal("0.30")
+
+
+def test_a_partial_fill_of_a_close_is_partial_never_failed(bridge):
+    """The sim's partial_fill fault hits closes too: half of 0.30 is filled."""
+    ticket = bridge.sim("sim_open", 5001, "EURUSD", "buy", "0.30", magic=20240101)
+    bridge.sim("sim_inject_fault", "partial_fill", method="order_send", fraction=0.5)
+    result = gateway(bridge).close_position(ticket, None, "guard:test")
+    assert (result.done, result.partial, result.retryable, result.ambiguous) == (
+        False, True, False, False)
+    assert result.retcode == mt5_api.TRADE_RETCODE_DONE_PARTIAL
+    assert result.volume == Decimal("0.15")
+    bid, _ = bridge.sim("sim_quote", "EURUSD")
+    assert result.price == Decimal(str(bid))
+    assert result.deal is not None
+    (left,) = bridge.sim("sim_positions", 5001)
+    assert Decimal(str(left.volume)) == Decimal("0.15")
+
+
+class ShortFill:
+    """The simulated terminal, except that order_send's reply says DONE with ``volume``
+    lots: what a server that fills less without saying DONE_PARTIAL answers."""
+
+    def __init__(self, terminal, volume: float) -> None:
+        self.terminal = terminal
+        self.volume = volume
+
+    def __getattr__(self, name):
+        return getattr(self.terminal, name)
+
+    def order_send(self, request, /):
+        return self.terminal.order_send(request)._replace(volume=self.volume)
+
+
+@pytest.mark.parametrize(("filled", "done", "partial"), [
+    (0.10, False, True),  # DONE, but 0.10 of 0.30: the rest is open
+    (0.30, True, False),  # DONE in full
+])
+def test_done_with_a_smaller_volume_is_partial(bridge, filled, done, partial):
+    ticket = bridge.sim("sim_open", 5001, "EURUSD", "sell", "0.30")
+    terminal = ShortFill(BridgeTerminal(bridge.url, TOKEN, timeout=5), filled)
+    result = Mt5Gateway(terminal, login=5001, password="pw-5001", server=SIM_SERVER,
+                        magic=20240101).close_position(ticket, None, "guard:test")
+    assert result.retcode == mt5_api.TRADE_RETCODE_DONE
+    assert (result.done, result.partial, result.volume) == (done, partial,
+                                                            Decimal(str(filled)))
+    assert result.price is not None and result.deal is not None
