@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import DeviceKey, TradingAccount, User
+from accounts.models import BaselineReset, DeviceKey, TradeServer, TradingAccount, User
+from config.admin import ReadOnlyAdmin
 
 
 @admin.register(User)
@@ -30,7 +31,8 @@ class TradingAccountAdmin(admin.ModelAdmin):
     # credentials_encrypted is not editable and never shown
     readonly_fields = (
         "currency", "leverage", "balance", "credit", "equity", "margin", "free_margin",
-        "margin_level", "profit", "peak_equity", "drawdown_percent", "sync_status",
+        "margin_level", "profit", "peak_equity", "drawdown_percent", "baseline_started_at",
+        "baseline_reset_requested", "cash_flow_total", "sync_status",
         "sync_error_code", "sync_error_message", "last_synced_at", "last_sync_attempt_at",
         "consecutive_failures", "next_sync_at", "verified_at", "created_at",
     )
@@ -39,14 +41,32 @@ class TradingAccountAdmin(admin.ModelAdmin):
                            "is_active", "credentials_read_only", "verified_at", "created_at")}),
         ("Live state", {"fields": ("currency", "leverage", "balance", "credit", "equity",
                                    "margin", "free_margin", "margin_level", "profit",
-                                   "peak_equity", "drawdown_percent")}),
+                                   "peak_equity", "drawdown_percent", "baseline_started_at",
+                                   "baseline_reset_requested", "cash_flow_total")}),
         ("Sync", {"fields": ("sync_status", "sync_error_code", "sync_error_message",
                              "last_synced_at", "last_sync_attempt_at", "consecutive_failures",
                              "sync_cadence_seconds", "next_sync_at")}),
     )
 
+    actions = ["baseline_reset"]
+
     def has_add_permission(self, request) -> bool:  # accounts are linked through the service
         return False
+
+    @admin.action(description="Restart the high-water mark at the current equity (audited)")
+    def baseline_reset(self, request, queryset) -> None:
+        from accounts.services import account_baseline_reset
+        from config.errors import ApplicationError
+
+        done = 0
+        for account in queryset:
+            try:
+                account_baseline_reset(account=account, changed_by=request.user,
+                                       reason="reset by the owner in the admin")
+                done += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{account}: {exc}", level="warning")
+        self.message_user(request, f"{done} baseline(s) restarted.")
 
     @admin.display(description="Leverage", ordering="leverage")
     def leverage_ratio(self, obj: TradingAccount) -> str:
@@ -89,3 +109,22 @@ class DeviceKeyAdmin(admin.ModelAdmin):
 
         for key in queryset:
             device_key_revoke(key=key)
+
+
+@admin.register(TradeServer)
+class TradeServerAdmin(admin.ModelAdmin):
+    """Trade servers and their time zones: MetaTrader 5 times are the server's wall clock;
+    the zone turns them into UTC and sets the broker's trading day."""
+
+    list_display = ("name", "timezone", "detected_offset_minutes", "detection", "detected_at",
+                    "updated_at")
+    search_fields = ("name",)
+    readonly_fields = ("detected_offset_minutes", "detected_at", "detection", "updated_at")
+
+
+@admin.register(BaselineReset)
+class BaselineResetAdmin(ReadOnlyAdmin):
+    list_display = ("changed_at", "account", "previous_peak", "new_peak", "reason",
+                    "changed_by")
+    list_select_related = ("account", "changed_by")
+    search_fields = ("account__login", "reason")

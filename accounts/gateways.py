@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 from django.conf import settings
 
 from accounts.crypto import credentials_decrypt
-from accounts.models import TradingAccount
+from accounts.models import TradeServer, TradingAccount
 from brokers import open_gateway
 from brokers.bridge.client import make_http_client
 from brokers.gateway import BrokerGateway
 
 _local = threading.local()
+_zones: dict[str, tuple[float, str]] = {}
+ZONE_TTL_SECONDS = 30.0
+
+
+def trade_server_zone(server: str) -> str:
+    """The IANA time zone of trade server ``server`` (``TradeServer``; unregistered:
+    ``MT5_DEFAULT_SERVER_TIMEZONE``), cached per process for 30 s so a sync batch does not
+    ask the database once per account, and an owner's change reaches every worker soon."""
+    now = time.monotonic()
+    cached = _zones.get(server)
+    if cached is not None and now - cached[0] < ZONE_TTL_SECONDS:
+        return cached[1]
+    zone = TradeServer.objects.filter(name=server).values_list("timezone", flat=True).first()
+    zone = zone or settings.MT5_DEFAULT_SERVER_TIMEZONE
+    _zones[server] = (now, zone)
+    return zone
 
 
 def _http() -> httpx.Client:
@@ -37,4 +54,5 @@ def account_gateway(account: TradingAccount) -> BrokerGateway:
         timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
         magic=settings.BOT_MAGIC,
         http=_http(),
+        server_timezone=trade_server_zone(account.server),
     )

@@ -8,10 +8,14 @@ where it lives at the broker, its encrypted credentials, its last known live fig
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from config.append_only import AppendOnlyModel
 
 
 def money_field(**kwargs: Any) -> models.DecimalField:
@@ -76,7 +80,19 @@ class TradingAccount(models.Model):
     profit = money_field(null=True, blank=True,
                                  help_text="Unrealized P&L of open positions")
     peak_equity = money_field(null=True, blank=True,
-                                      help_text="High-water mark of equity")
+                              help_text="High-water mark of equity since the baseline "
+                                        "started, moved by deposits and withdrawals")
+    baseline_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the high-water mark last restarted")
+    baseline_reset_requested = models.BooleanField(
+        default=False, help_text="Restart the high-water mark at the next good read "
+                                 "(set when a liquidation completes)")
+    cash_flow_total = money_field(
+        default=0, help_text="Net balance operations (deposits − withdrawals, credit, "
+                             "bonus, charges, …) seen since linking")
+    deal_cursor_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Time (UTC) of the newest deal read from the history")
     drawdown_percent = percent_field(null=True, blank=True,
                                            help_text="(peak − equity) / peak × 100")
 
@@ -115,6 +131,55 @@ class TradingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.login}@{self.server}"
+
+
+def validate_iana_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{value!r} is not an IANA time zone, e.g. Etc/GMT-2 or "
+                              "Europe/Athens") from exc
+
+
+class TradeServer(models.Model):
+    """A MetaTrader 5 trade server and its time zone.
+
+    MetaTrader 5 reports position, deal and tick times in the trade server's wall-clock
+    time. ``timezone`` (an IANA name, owner-editable) tells the adapter how to turn them
+    into UTC, and sets the broker's trading day. It is detected when the first account on
+    the server is linked: the last tick's time against UTC, rounded to 30 minutes
+    (``detected_offset_minutes``); ``detection`` says how the zone was chosen.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_iana_zone],
+                                help_text="IANA zone of the server clock, e.g. Etc/GMT-2 or "
+                                          "Europe/Athens")
+    detected_offset_minutes = models.IntegerField(
+        null=True, blank=True, help_text="Server time − UTC at detection, minutes")
+    detected_at = models.DateTimeField(null=True, blank=True)
+    detection = models.CharField(max_length=200, blank=True,
+                                 help_text="How the zone was chosen")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.timezone})"
+
+
+class BaselineReset(AppendOnlyModel):
+    """A restart of an account's high-water mark: after a liquidation, or by the owner."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT,
+                                related_name="baseline_resets")
+    previous_peak = money_field(null=True)
+    new_peak = money_field()
+    reason = models.CharField(max_length=200)
+    changed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    changed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.previous_peak} → {self.new_peak}"
 
 
 class DeviceKey(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -12,16 +13,18 @@ from rest_framework import status
 
 from accounts import metrics
 from accounts.crypto import credentials_encrypt, credentials_rotate
-from accounts.models import TradingAccount, User
+from accounts.models import BaselineReset, TradeServer, TradingAccount, User
 from brokers import open_gateway
 from brokers.errors import (
     BridgeRefused,
     BrokerAccountMismatch,
     BrokerAuthError,
     BrokerBadReply,
+    BrokerError,
     BrokerUnavailable,
 )
 from brokers.gateway import AccountState
+from brokers.servertime import zone_for_offset
 from config.errors import ApplicationError
 
 
@@ -65,15 +68,69 @@ def trading_account_create(*, user: User, broker: str, broker_name: str, server:
     return account
 
 
+def trade_server_register(*, name: str, gateway: Any = None) -> TradeServer:
+    """The trade server ``name``, registered on first sight with its time zone detected
+    through ``gateway`` (an ``Mt5Gateway`` logged in there): the last tick's time against
+    UTC, rounded to 30 minutes (``brokers.servertime``). Without a live tick (a weekend, a
+    replay) the zone is ``MT5_DEFAULT_SERVER_TIMEZONE`` and ``detection`` says so; the
+    owner can change it in the admin. A server already registered is left as it is."""
+    existing = TradeServer.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    offset = zone = None
+    detect = getattr(gateway, "server_utc_offset_minutes", None)
+    if detect is not None:
+        try:
+            offset = detect(now)
+        except BrokerError:
+            offset = None
+    if offset is not None:
+        zone = zone_for_offset(offset)
+    if zone is not None:
+        note = f"detected at link: last tick {offset:+d} min from UTC"
+    else:
+        zone = settings.MT5_DEFAULT_SERVER_TIMEZONE
+        note = ("not detected (no live tick: market closed or a replay); default "
+                f"{zone}" if offset is None else f"offset {offset:+d} min has no zone")
+    server, _ = TradeServer.objects.get_or_create(name=name, defaults={
+        "timezone": zone, "detected_offset_minutes": offset,
+        "detected_at": now if offset is not None else None, "detection": note[:200]})
+    return server
+
+
+@transaction.atomic
+def account_baseline_reset(*, account: TradingAccount, changed_by: User | None,
+                           reason: str) -> BaselineReset:
+    """Restart the account's high-water mark at its current equity (the owner, from the
+    admin), audited with who, when, the old and the new peak. Raises ApplicationError 409
+    ``no_figures`` before the first good read."""
+    row = TradingAccount.objects.select_for_update().get(pk=account.pk)
+    if row.equity is None:
+        raise ApplicationError("The account has no figures yet: nothing to restart from.",
+                               code="no_figures", status_code=status.HTTP_409_CONFLICT)
+    now = timezone.now()
+    audit = BaselineReset.objects.create(account=row, previous_peak=row.peak_equity,
+                                         new_peak=row.equity, reason=reason[:200] or "reset",
+                                         changed_by=changed_by, changed_at=now)
+    TradingAccount.objects.filter(pk=row.pk).update(
+        peak_equity=row.equity, drawdown_percent=Decimal(0), baseline_started_at=now,
+        baseline_reset_requested=False)
+    return audit
+
+
 def _verify(*, login: str, password: str, server: str) -> AccountState:
-    """Log in through the gateway and read the account. Raises AccountLinkError."""
+    """Log in through the gateway and read the account; register its trade server (and
+    detect its time zone) on first sight. Raises AccountLinkError."""
     gateway = open_gateway(
         broker=TradingAccount.Broker.MT5, login=login, password=password, server=server,
         bridge_url=settings.MT5_BRIDGE_URL, bridge_token=settings.MT5_BRIDGE_TOKEN,
         timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
     )
     try:
-        return gateway.account_state()
+        state = gateway.account_state()
+        trade_server_register(name=server, gateway=gateway)
+        return state
     except BrokerAuthError:
         raise AccountLinkError(
             "The broker refused the login: wrong password, unknown login or unknown server.",

@@ -244,11 +244,11 @@ def main() -> None:
                 statuses[f"recheck {result}"] = statuses.get(f"recheck {result}", 0) + 1
                 for request_id in CloseRequest.objects.filter(
                         episode_id=episode_id).order_by("pk").values_list("pk", flat=True):
-                    for _ in range(guards.MAX_CLOSE_ATTEMPTS):
+                    for _ in range(10):
                         t = time.monotonic()
                         status = guards.close_request_execute(close_request_id=request_id)
                         close_times.append(time.monotonic() - t)
-                        if status in ("done", "failed"):
+                        if status in guards.FINAL_CLOSE:
                             break
                     statuses[f"close {status}"] = statuses.get(f"close {status}", 0) + 1
             guard_seconds += time.monotonic() - found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -207,6 +208,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
     }
+else:
+    # Redis: a message a worker took but never acknowledged (acks_late, the worker killed)
+    # comes back after the visibility timeout. It must outlast the longest task (90 s hard
+    # limit), or a slow task would run twice at once; meanwhile the guards' sweeper resumes
+    # lost closes and re-checks within seconds (guards.services.guards_sweep).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+# Survive a broker restart: keep reconnecting, forever (Celery: broker_connection_retry).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -240,6 +251,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "guards-sweep": {
+        "task": "guards.tasks.guards_sweep",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "alerts-sweep": {
         "task": "notifications.tasks.alerts_sweep",
         "schedule": 30.0,
@@ -269,6 +285,14 @@ MT5_BRIDGE_URL = env.str("MT5_BRIDGE_URL", default="http://127.0.0.1:8765")
 MT5_BRIDGE_TOKEN = _required("MT5_BRIDGE_TOKEN")
 MT5_CONNECTION_TIMEOUT = _positive("MT5_CONNECTION_TIMEOUT", 10)
 MT5_VERIFY_ON_LINK = env.bool("MT5_VERIFY_ON_LINK", default=True)
+# The trade server time zone when it cannot be detected at link time (no live tick).
+MT5_DEFAULT_SERVER_TIMEZONE = env.str("MT5_DEFAULT_SERVER_TIMEZONE", default="UTC")
+try:
+    ZoneInfo(MT5_DEFAULT_SERVER_TIMEZONE)
+except (ZoneInfoNotFoundError, ValueError) as _exc:
+    raise ImproperlyConfigured(
+        f"MT5_DEFAULT_SERVER_TIMEZONE must be an IANA time zone, not "
+        f"{MT5_DEFAULT_SERVER_TIMEZONE!r}") from _exc
 FORCE_REFRESH_MIN_SECONDS = int(_positive("FORCE_REFRESH_MIN_SECONDS", 10))
 MT5_ACCOUNT_FRESHNESS_MINUTES = _positive("MT5_ACCOUNT_FRESHNESS_MINUTES", 5)
 ACCOUNT_CACHE_TTL_SECONDS = _positive("ACCOUNT_CACHE_TTL_SECONDS", 30)

@@ -122,6 +122,15 @@ class CloseRequestAdmin(ReadOnlyAdmin):
     search_fields = ("ticket", "account__login", "key")
     list_select_related = ("account",)
     inlines = [CloseAttemptInline]
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel the selected closes (stop retrying)")
+    def cancel(self, request, queryset) -> None:
+        from guards.services import close_request_cancel
+
+        done = sum(close_request_cancel(close_request=c, cancelled_by=request.user)
+                   for c in queryset)
+        self.message_user(request, f"{done} close request(s) cancelled.")
 
 
 @admin.register(GuardAlert)

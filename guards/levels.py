@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -96,7 +96,8 @@ class DrawdownReading:
 
 
 def drawdown_level(*, peak_equity: Decimal, equity: Decimal,
-                   thresholds: DrawdownThresholds) -> DrawdownReading:
+                   thresholds: DrawdownThresholds, previous: Level = Level.OK,
+                   band_points: Decimal = ZERO) -> DrawdownReading:
     """The drawdown level of an account, from its high-water mark and current equity.
 
     ``peak_equity`` and ``equity`` in the account currency. The drawdown is
@@ -109,6 +110,11 @@ def drawdown_level(*, peak_equity: Decimal, equity: Decimal,
       drawdown alone is not critical);
     - warning, "drawdown_warning": drawdown ≥ ``alert_percent``;
     - ok, "ok": otherwise.
+
+    Hysteresis: an account whose ``previous`` level was warning or critical stays at warning
+    ("drawdown_warning") until its drawdown is strictly below ``alert_percent −
+    band_points`` (GuardSettings.warning_band_points, default 1 point), so a drawdown
+    hovering at the warning level gives one warning, not ok→warning→ok chatter.
     """
     peak = high_water_mark(previous_peak=peak_equity, equity=equity)
     drawdown = drawdown_percent(peak_equity=peak, equity=equity)
@@ -117,6 +123,8 @@ def drawdown_level(*, peak_equity: Decimal, equity: Decimal,
     if equity < thresholds.min_equity:
         return DrawdownReading(Level.CRITICAL, drawdown, "equity_below_minimum")
     if drawdown >= thresholds.alert_percent:
+        return DrawdownReading(Level.WARNING, drawdown, "drawdown_warning")
+    if previous is not Level.OK and drawdown >= thresholds.alert_percent - band_points:
         return DrawdownReading(Level.WARNING, drawdown, "drawdown_warning")
     return DrawdownReading(Level.OK, drawdown, "ok")
 
@@ -285,9 +293,10 @@ def period_breaches(*, equity: Decimal, initial_balance: Decimal, day_start_bala
     return breaches
 
 
-def trading_day_start(*, now: datetime, tz: str) -> datetime:
-    """The start (00:00 local) of the trading day containing ``now`` in the IANA zone ``tz``,
-    as an aware UTC datetime.
+def trading_day_start(*, now: datetime, tz: str, rollover: time = time(0)) -> datetime:
+    """The start of the trading day containing ``now``: the last ``rollover`` (local wall
+    clock, 00:00 by default: most brokers roll at midnight server time) in the IANA zone
+    ``tz`` at or before ``now``, as an aware UTC datetime.
 
     ``now`` must be aware (any offset). Local midnight is resolved with ``fold=0`` (PEP 495):
     where a DST change skips midnight (e.g. America/Santiago) this gives the first instant of
@@ -300,8 +309,11 @@ def trading_day_start(*, now: datetime, tz: str) -> datetime:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown time zone {tz!r}") from exc
-    local_date = now.astimezone(zone).date()
-    return datetime.combine(local_date, time(0), tzinfo=zone).astimezone(UTC)
+    local = now.astimezone(zone)
+    start = datetime.combine(local.date(), rollover, tzinfo=zone)
+    if start.astimezone(UTC) > now:
+        start = datetime.combine(local.date() - timedelta(days=1), rollover, tzinfo=zone)
+    return start.astimezone(UTC)
 
 
 # --- market guard ------------------------------------------------------------------------

@@ -8,6 +8,9 @@ trigger refusing UPDATE, DELETE and TRUNCATE.
 
 from __future__ import annotations
 
+from datetime import time
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -79,8 +82,16 @@ class GuardSettings(models.Model):
     trailing_drawdown_percent = percent_field(null=True, blank=True)
     trailing_drawdown_action = models.CharField(max_length=8, choices=Action.choices,
                                                 default=Action.ALERT)
-    day_timezone = models.CharField(max_length=64, default="UTC",
-                                    help_text="IANA zone where the trading day starts")
+    day_timezone = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="IANA zone where the trading day starts; empty: each account's trade "
+                  "server zone (the broker's day)")
+    day_rollover = models.TimeField(
+        default=time(0, 0), help_text="When the broker's trading day starts, in that zone "
+                                      "(most brokers: 00:00 server time)")
+    warning_band_points = percent_field(
+        default=Decimal(1), help_text="Hysteresis: after a warning, back to ok only below "
+                                      "the warning level minus this many points")
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
@@ -153,6 +164,9 @@ class AccountGuardState(models.Model):
     trading_blocked = models.BooleanField(default=False,
                                           help_text="A period rule stopped new trades")
     checked_at = models.DateTimeField(null=True, blank=True)
+    cash_flow_seen = money_field(
+        default=0, help_text="The account's cash_flow_total the period floors already "
+                             "moved by (deposits and withdrawals are not losses)")
 
     def __str__(self) -> str:
         return f"{self.account}: {self.level}"
@@ -187,6 +201,7 @@ class LiquidationEpisode(models.Model):
         DONE = "done", "Closed"
         CANCELLED = "cancelled", "Recovered: cancelled"
         ABORTED = "aborted", "Aborted (no fresh read)"
+        FAILED = "failed", "Closes failed: positions left open, needs a person"
 
     account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT,
                                 related_name="liquidation_episodes")
@@ -196,6 +211,9 @@ class LiquidationEpisode(models.Model):
     started_at = models.DateTimeField()
     recheck_at = models.DateTimeField()
     recheck_attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Lease of the worker running the re-check now; "
+                                         "the sweeper resumes the episode after it expires")
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=200, blank=True)
 
@@ -220,6 +238,7 @@ class CloseRequest(models.Model):
         SENDING = "sending", "Sending (outcome unknown until looked up)"
         DONE = "done", "Closed"
         FAILED = "failed", "Failed: needs a person"
+        CANCELLED = "cancelled", "Cancelled by the owner"
 
     class Reason(models.TextChoices):
         DRAWDOWN = "drawdown", "Drawdown guard"
@@ -236,10 +255,16 @@ class CloseRequest(models.Model):
     reason = models.CharField(max_length=10, choices=Reason.choices)
     detail = models.CharField(max_length=200, blank=True)
     symbol = models.CharField(max_length=32, blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     sending_until = models.DateTimeField(null=True, blank=True,
                                          help_text="Lease of the worker sending now")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next attempt is due; the sweeper sends "
+                                         "one if its task was lost")
+    failing_since = models.DateTimeField(null=True, blank=True,
+                                         help_text="First failed attempt of the current run")
+    failure_alerted_at = models.DateTimeField(null=True, blank=True)
     last_retcode = models.IntegerField(null=True, blank=True)
     close_price = price_field(null=True, blank=True)
     closed_volume = volume_field(null=True, blank=True)
@@ -254,7 +279,11 @@ class CloseRequest(models.Model):
             models.UniqueConstraint(fields=["account", "ticket", "key"],
                                     name="uniq_close_request"),
         ]
-        indexes = [models.Index(fields=["account", "-created_at"], name="closereq_acct_idx")]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="closereq_acct_idx"),
+            # guards_sweep: close requests not final whose next attempt is overdue
+            models.Index(fields=["status", "next_attempt_at"], name="closereq_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"close #{self.ticket} ({self.key}): {self.status}"

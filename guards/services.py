@@ -15,19 +15,22 @@ Safety rules:
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import status
 
-from accounts.models import TradingAccount
+from accounts.models import TradeServer, TradingAccount
 from brokers.errors import BrokerError
 from config.errors import ApplicationError
 from guards import levels, metrics
@@ -46,14 +49,34 @@ from guards.models import (
     PlatformState,
     PlatformStateChange,
 )
+from positions import pnl
 from positions.models import Position
 
 logger = logging.getLogger(__name__)
 
-MAX_CLOSE_ATTEMPTS = 5
 SENDING_LEASE = timedelta(seconds=30)
+RECHECK_LEASE = timedelta(seconds=60)
 RECHECK_RETRIES = 3
+MAX_FILLS_PER_ATTEMPT = 10  # partial fills followed within one attempt
+MAX_RETRY_SECONDS = 30  # backoff cap of an emergency close that keeps failing
+FAILURE_ALERT_INTERVAL = timedelta(minutes=5)
+SWEEP_GRACE = timedelta(seconds=5)  # how late a due re-check or close may be
+SWEEP_LIMIT = 500
 ACTIVE_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
+FINAL_CLOSE = (CloseRequest.Status.DONE, CloseRequest.Status.FAILED,
+               CloseRequest.Status.CANCELLED)
+
+
+class Outcome(enum.StrEnum):
+    """What one close or re-check attempt came to (``CloseAttempt.outcome``)."""
+
+    DONE = "done"
+    PARTIAL = "partial"  # part filled; the rest is sent at once
+    RETRY = "retry"  # refused with a fresh-price retcode: send again later
+    AMBIGUOUS = "ambiguous"  # unknown: look the position up before sending again
+    FAILED = "failed"  # a retcode that says stop: left for a person
+    BUSY = "busy"  # another worker holds it
+    MISSING = "missing"  # no such request
 
 
 # --- kill switch ---
@@ -118,14 +141,28 @@ class Effective:
     limits: levels.PeriodLimits
     actions: dict[str, str]
     warning_seconds: int
-    timezone: str
+    timezone: str  # where the account's trading day starts: the setting, or its server's
+    rollover: dt_time
+    band_points: Decimal
+
+
+def _server_zones(account_ids: list[int]) -> dict[int, str]:
+    """Each account's trade server time zone (UTC when the server is not registered)."""
+    rows = TradingAccount.objects.filter(pk__in=account_ids).values_list("pk", "server")
+    servers = {name for _, name in rows}
+    zones = dict(TradeServer.objects.filter(name__in=servers).values_list("name", "timezone"))
+    return {pk: zones.get(name, "UTC") for pk, name in rows}
 
 
 def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
-    """Global settings with each account's overrides applied. Two queries."""
+    """Global settings with each account's overrides applied. Four queries at most.
+
+    The trading day (daily-loss floor) is the broker's: it starts at ``day_rollover`` in
+    the account's trade server zone, unless the owner set ``day_timezone``."""
     base = guard_settings_get()
     overrides = {o.account_id: o for o in GuardOverride.objects.filter(
         account_id__in=account_ids)}
+    zones = {} if base.day_timezone else _server_zones(account_ids)
     result = {}
     for account_id in account_ids:
         o = overrides.get(account_id)
@@ -146,7 +183,9 @@ def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
                      "max_loss": pick("max_loss_action"),
                      "trailing_drawdown": pick("trailing_drawdown_action")},
             warning_seconds=int(pick("pre_liquidation_warning_seconds")),
-            timezone=base.day_timezone,
+            timezone=base.day_timezone or zones.get(account_id, "UTC"),
+            rollover=base.day_rollover,
+            band_points=base.warning_band_points,
         )
     return result
 
@@ -197,6 +236,21 @@ def _positions_payload(account_id: int) -> list[dict[str, str]]:
     ]
 
 
+def _period_bases_move(state: AccountGuardState, account: TradingAccount) -> None:
+    """Deposits and withdrawals are not profit or loss: the period floors' bases (initial
+    and start-of-day balance) move with the account's net cash flow since the last check,
+    as the high-water mark does in the sync."""
+    total = account.cash_flow_total or Decimal(0)
+    if state.initial_balance is None:
+        state.initial_balance = account.balance
+    elif total != state.cash_flow_seen:
+        moved = total - state.cash_flow_seen
+        state.initial_balance += moved
+        if state.day_start_balance is not None:
+            state.day_start_balance += moved
+    state.cash_flow_seen = total
+
+
 def accounts_guard(*, account_ids: list[int], now: datetime | None = None) -> GuardOutcome:
     """Judge accounts whose read *just* succeeded; open episodes; tighten cadence.
 
@@ -230,11 +284,12 @@ def accounts_guard(*, account_ids: list[int], now: datetime | None = None) -> Gu
         eff = effective[account.pk]
         state = states[account.pk]
         reading = levels.drawdown_level(peak_equity=account.peak_equity, equity=account.equity,
-                                        thresholds=eff.thresholds)
+                                        thresholds=eff.thresholds,
+                                        previous=levels.Level(state.level),
+                                        band_points=eff.band_points)
         metrics.account_drawdown.observe(float(reading.drawdown_percent))
-        day_start = levels.trading_day_start(now=now, tz=eff.timezone)
-        if state.initial_balance is None:
-            state.initial_balance = account.balance
+        day_start = levels.trading_day_start(now=now, tz=eff.timezone, rollover=eff.rollover)
+        _period_bases_move(state, account)
         if state.day_start_at is None or state.day_start_at < day_start:
             state.day_start_at, state.day_start_balance = day_start, account.balance
             state.breached_rules, state.trading_blocked = [], False
@@ -294,7 +349,8 @@ def accounts_guard(*, account_ids: list[int], now: datetime | None = None) -> Gu
         AccountGuardState.objects.bulk_create(
             states.values(), update_conflicts=True, unique_fields=["account"],
             update_fields=["level", "initial_balance", "day_start_balance", "day_start_at",
-                           "breached_rules", "trading_blocked", "checked_at"])
+                           "breached_rules", "trading_blocked", "checked_at",
+                           "cash_flow_seen"])
         for account, reason, trigger in to_open:
             episode = _episode_open(account=account, reason=reason, trigger=trigger, now=now)
             if episode is not None:
@@ -333,13 +389,23 @@ def _schedule_recheck(episode_id: int, delay: int) -> None:
 def liquidation_recheck(*, episode_id: int) -> str:
     """After the warning delay: a fresh read; still critical → close all; recovered →
     cancel. Without a fresh read the episode waits (a few tries), then aborts: a failed
-    read is never a reason to close."""
+    read is never a reason to close.
+
+    The re-check holds a lease on the episode (``lease_until``): a second task for the same
+    episode (a redelivery, the sweeper) answers "busy" while it runs, and the sweeper
+    resumes the episode if the worker dies (``guards_sweep``)."""
     from positions.services import accounts_sync
 
-    episode = LiquidationEpisode.objects.select_related("account").filter(
-        pk=episode_id, status=LiquidationEpisode.Status.WARNING).first()
-    if episode is None:
-        return "not_pending"
+    now = timezone.now()
+    claimed = LiquidationEpisode.objects.filter(
+        pk=episode_id, status=LiquidationEpisode.Status.WARNING).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
+        lease_until=now + RECHECK_LEASE)
+    if not claimed:
+        return (Outcome.BUSY if LiquidationEpisode.objects.filter(
+            pk=episode_id, status=LiquidationEpisode.Status.WARNING).exists()
+            else "not_pending")
+    episode = LiquidationEpisode.objects.select_related("account").get(pk=episode_id)
     account = episode.account
     outcome = accounts_sync(account_ids=[account.pk])
     now = timezone.now()
@@ -347,41 +413,52 @@ def liquidation_recheck(*, episode_id: int) -> str:
         episode.recheck_attempts += 1
         if episode.recheck_attempts < RECHECK_RETRIES:
             LiquidationEpisode.objects.filter(pk=episode.pk).update(
-                recheck_attempts=episode.recheck_attempts)
+                recheck_attempts=episode.recheck_attempts, lease_until=None,
+                recheck_at=now + timedelta(seconds=2))
             transaction.on_commit(lambda: _schedule_recheck(episode.pk, 2))
-            return "retry"
+            return Outcome.RETRY
         _episode_finish(episode, LiquidationEpisode.Status.ABORTED,
                         "no fresh read: nothing closed", GuardAlert.Kind.LIQUIDATION_ABORTED,
                         now)
         return "aborted"
     account.refresh_from_db()
+    if not _still_breached(account, episode):
+        _episode_finish(episode, LiquidationEpisode.Status.CANCELLED,
+                        f"recovered: drawdown {account.drawdown_percent} %",
+                        GuardAlert.Kind.LIQUIDATION_CANCELLED, now)
+        return "cancelled"
+    return _liquidation_start(episode, account, now)
+
+
+def _still_breached(account: TradingAccount, episode: LiquidationEpisode) -> bool:
     eff = effective_settings([account.pk])[account.pk]
     reading = levels.drawdown_level(peak_equity=account.peak_equity, equity=account.equity,
                                     thresholds=eff.thresholds)
-    still = reading.level == levels.Level.CRITICAL
-    if not still and episode.reason in {r.value for r in levels.PeriodRule}:
-        state = AccountGuardState.objects.get(account=account)
-        still = any(b.rule.value == episode.reason for b in levels.period_breaches(
-            equity=account.equity, initial_balance=state.initial_balance,
-            day_start_balance=state.day_start_balance, peak_equity=account.peak_equity,
-            limits=eff.limits))
-    if not still:
-        _episode_finish(episode, LiquidationEpisode.Status.CANCELLED,
-                        f"recovered: drawdown {reading.drawdown_percent} %",
-                        GuardAlert.Kind.LIQUIDATION_CANCELLED, now)
-        return "cancelled"
+    if reading.level == levels.Level.CRITICAL:
+        return True
+    if episode.reason not in {r.value for r in levels.PeriodRule}:
+        return False
+    state = AccountGuardState.objects.get(account=account)
+    return any(b.rule.value == episode.reason for b in levels.period_breaches(
+        equity=account.equity, initial_balance=state.initial_balance,
+        day_start_balance=state.day_start_balance, peak_equity=account.peak_equity,
+        limits=eff.limits))
+
+
+def _liquidation_start(episode: LiquidationEpisode, account: TradingAccount,
+                       now: datetime) -> str:
     with transaction.atomic():
         # race-safe: only the first re-check moves the episode on
         moved = LiquidationEpisode.objects.filter(
             pk=episode.pk, status=LiquidationEpisode.Status.WARNING).update(
-            status=LiquidationEpisode.Status.LIQUIDATING)
+            status=LiquidationEpisode.Status.LIQUIDATING, lease_until=None)
         if not moved:
             return "not_pending"
+        period = episode.reason in {r.value for r in levels.PeriodRule}
         requests = [
             close_request_open(account=account, ticket=p.ticket, symbol=p.symbol,
                                key=f"episode:{episode.pk}", episode=episode,
-                               reason=CloseRequest.Reason.PERIOD if episode.reason in {
-                                   r.value for r in levels.PeriodRule}
+                               reason=CloseRequest.Reason.PERIOD if period
                                else CloseRequest.Reason.DRAWDOWN,
                                detail=episode.reason)
             for p in Position.objects.filter(account=account, status=Position.Status.OPEN)
@@ -390,7 +467,7 @@ def liquidation_recheck(*, episode_id: int) -> str:
             _episode_finish(episode, LiquidationEpisode.Status.DONE, "no open positions",
                             GuardAlert.Kind.LIQUIDATION_DONE, now, expect=
                             LiquidationEpisode.Status.LIQUIDATING)
-            return "done"
+            return Outcome.DONE
         ids = [r.pk for r in requests]
         transaction.on_commit(lambda: _enqueue_closes(ids))
     return "liquidating"
@@ -401,7 +478,7 @@ def _episode_finish(episode: LiquidationEpisode, status_to: str, outcome: str, k
                     payload: dict | None = None) -> bool:
     with transaction.atomic():
         moved = LiquidationEpisode.objects.filter(pk=episode.pk, status=expect).update(
-            status=status_to, finished_at=now, outcome=outcome[:200])
+            status=status_to, finished_at=now, outcome=outcome[:200], lease_until=None)
         if moved:
             guard_alerts_save([GuardAlert(account_id=episode.account_id, kind=kind,
                                           message=f"Liquidation {status_to}: {outcome}"[:500],
@@ -425,121 +502,227 @@ def close_request_open(*, account: TradingAccount, ticket: int, symbol: str, key
         with transaction.atomic():
             return CloseRequest.objects.create(
                 account=account, ticket=ticket, symbol=symbol, key=key, episode=episode,
-                reason=reason, detail=detail[:200], requested_by=requested_by)
+                reason=reason, detail=detail[:200], requested_by=requested_by,
+                next_attempt_at=timezone.now())
     except IntegrityError:
         return CloseRequest.objects.get(account=account, ticket=ticket, key=key)
 
 
 def _realized(gateway: Any, ticket: int, account_id: int) -> Decimal | None:
-    """Realized P&L of a closed position from its deals (MetaTrader 5: one position_id)."""
-    opened = Position.objects.filter(account_id=account_id, ticket=ticket).values_list(
-        "opened_at", flat=True).first()
-    if opened is None:
+    """Realized P&L of a closed position from its deals (``positions.pnl.position_closing``,
+    the same function the sync uses), joined on the position identifier."""
+    row = Position.objects.filter(account_id=account_id, ticket=ticket).values_list(
+        "opened_at", "identifier").first()
+    if row is None:
         return None
+    opened, identifier = row
     try:
         deals = [d for d in gateway.deals(since=opened - timedelta(minutes=1))
-                 if d.position_id == ticket]
+                 if d.position_id == (identifier or ticket)]
     except BrokerError:
         return None
-    if not any(d.entry in ("out", "out_by", "inout") for d in deals):
-        return None
-    return sum((d.net_profit for d in deals), Decimal(0)).quantize(Decimal("0.01"))
+    closing = pnl.position_closing(deals)
+    return None if closing is None else closing.realized_pnl
 
 
-def close_request_execute(*, close_request_id: int) -> str:
-    """One attempt at a close request. Returns its status afterwards.
+@dataclass(slots=True)
+class _Send:
+    """One order sent for a close request, as recorded in ``CloseAttempt``."""
 
-    Retcodes (MetaTrader 5): requote / price off / price changed / too many requests /
-    locked / frozen → retry with a fresh price and backoff; timeout / connection / no reply
-    → ambiguous: the next attempt looks the position up before sending; position already
-    closed → done; anything else → failed, alerted, left for a person.
-    """
-    from accounts.gateways import account_gateway
+    outcome: str
+    retcode: int | None = None
+    comment: str = ""
+    price: Decimal | None = None
+    volume: Decimal | None = None
+    duration_ms: int = 0
 
-    now = timezone.now()
+
+def _close_claim(close_request_id: int, now: datetime) -> tuple[CloseRequest | None, str]:
+    """Take the request for one attempt: (request, "") or (None, the reason not to send)."""
     with transaction.atomic():
         request = CloseRequest.objects.select_for_update().select_related("account").filter(
             pk=close_request_id).first()
-        if request is None or request.status in (CloseRequest.Status.DONE,
-                                                 CloseRequest.Status.FAILED):
-            return request.status if request else "missing"
+        if request is None:
+            return None, Outcome.MISSING
+        if request.status in FINAL_CLOSE:
+            return None, request.status
         if request.status == CloseRequest.Status.SENDING and request.sending_until and \
                 request.sending_until > now:
-            return "busy"  # another worker is sending this very close right now
-        look_first = request.status == CloseRequest.Status.SENDING
+            return None, Outcome.BUSY  # another worker is sending this very close right now
         if request.account.credentials_read_only:
             request.status = CloseRequest.Status.FAILED
             request.save(update_fields=["status"])
             guard_alerts_save([GuardAlert(
                 account_id=request.account_id, kind=GuardAlert.Kind.READ_ONLY_NOT_CLOSED,
                 message=f"#{request.ticket} not closed: read-only account", created_at=now)])
-            return request.status
-        # Committed before anything is sent: a worker killed after sending leaves this.
+            return None, request.status
+        if request.failing_since is not None and \
+                platform_state_get() == PlatformState.State.HALTED:
+            # The owner's kill switch stops an emergency close that keeps failing.
+            request.status = CloseRequest.Status.CANCELLED
+            request.next_attempt_at = None
+            request.save(update_fields=["status", "next_attempt_at"])
+            guard_alerts_save([GuardAlert(
+                account_id=request.account_id, kind=GuardAlert.Kind.CLOSE_FAILED,
+                message=f"Closing #{request.ticket} stopped: the platform is halted.",
+                payload={"close_request": request.pk}, created_at=now)])
+            if request.episode_id:
+                _episode_maybe_done(request.episode_id, now)
+            return None, request.status
+        # Committed before anything is sent: a worker killed after sending leaves this,
+        # and whoever takes it after the lease looks the position up before sending.
         request.status = CloseRequest.Status.SENDING
         request.sending_until = now + SENDING_LEASE
+        request.next_attempt_at = request.sending_until
         request.attempts += 1
-        request.save(update_fields=["status", "sending_until", "attempts"])
-    account = request.account
+        request.save(update_fields=["status", "sending_until", "next_attempt_at", "attempts"])
+    return request, ""
+
+
+def _listed(gateway: Any, ticket: int) -> bool:
+    return ticket in {p.ticket for p in gateway.positions()}
+
+
+def _close_send(gateway: Any, request: CloseRequest, *, look_first: bool) -> list[_Send]:
+    """Send the close until the position is flat or a retcode class says stop.
+
+    A partial fill (MetaTrader 5: TRADE_RETCODE_DONE_PARTIAL, or less than asked) is not a
+    failure: the position is looked up and the remainder sent, in the same attempt
+    sequence. "done" is only recorded once the broker no longer lists the position.
+    """
+    sends: list[_Send] = []
+    if look_first and not _listed(gateway, request.ticket):
+        return [_Send(Outcome.DONE, comment="found closed on look-up")]
+    for _ in range(MAX_FILLS_PER_ATTEMPT):
+        started = time.perf_counter()
+        result = gateway.close_position(request.ticket, None, f"bo-close-{request.pk}")
+        send = _Send(Outcome.FAILED, retcode=result.retcode, comment=result.comment,
+                     price=result.price, volume=result.volume)
+        send.duration_ms = int((time.perf_counter() - started) * 1000)
+        sends.append(send)
+        if result.partial or (result.done and _listed(gateway, request.ticket)):
+            send.outcome = Outcome.PARTIAL  # the rest is still open: send it
+            continue
+        send.outcome = (Outcome.DONE if result.done else Outcome.RETRY if result.retryable
+                        else Outcome.AMBIGUOUS if result.ambiguous else Outcome.FAILED)
+        return sends
+    sends[-1].outcome = Outcome.RETRY  # still partly open after many fills: go on later
+    return sends
+
+
+def close_request_execute(*, close_request_id: int) -> str:
+    """One attempt at a close request. Returns its status afterwards.
+
+    Retcodes (MetaTrader 5): done → look-up, done when the broker no longer lists the
+    position; partial fill → the remainder is sent at once; requote / price off / price
+    changed / too many requests / locked / frozen → retry with a fresh price; timeout /
+    connection / no reply / the broker unreachable → ambiguous: the next attempt looks the
+    position up before sending. Both retry with backoff capped at 30 s until the position
+    is flat, the owner cancels the request in the admin, or the kill switch is HALTED; an
+    alert goes out at the first failure and every 5 minutes after. Position already closed
+    → done. Anything else → failed, alerted, left for a person.
+    """
+    from accounts.gateways import account_gateway
+
+    now = timezone.now()
+    look_first = CloseRequest.objects.filter(
+        pk=close_request_id, status=CloseRequest.Status.SENDING).exists()
+    request, refusal = _close_claim(close_request_id, now)
+    if request is None:
+        return refusal
     started = time.perf_counter()
-    outcome, retcode, comment = "failed", None, ""
-    price = volume = realized = None
+    realized = None
     try:
-        gateway = account_gateway(account)
-        if look_first and request.ticket not in {p.ticket for p in gateway.positions()}:
-            outcome, comment = "done", "found closed on look-up"
-        else:
-            result = gateway.close_position(request.ticket, None, f"bo-close-{request.pk}")
-            retcode, comment = result.retcode, result.comment
-            price, volume = result.price, result.volume
-            outcome = ("done" if result.done else "retry" if result.retryable
-                       else "ambiguous" if result.ambiguous else "failed")
-        if outcome == "done":
-            realized = _realized(gateway, request.ticket, account.pk)
+        gateway = account_gateway(request.account)
+        sends = _close_send(gateway, request, look_first=look_first)
+        if sends[-1].outcome == Outcome.DONE:
+            realized = _realized(gateway, request.ticket, request.account_id)
     except BrokerError as exc:
         # The read before sending failed (nothing sent) or the reply was lost (unknown):
         # either way the next attempt looks the position up first.
-        outcome, comment = "ambiguous", f"{exc.code}: {exc}"[:200]
-    duration_ms = int((time.perf_counter() - started) * 1000)
-    final = _close_request_record(request, outcome=outcome, retcode=retcode, comment=comment,
-                                  price=price, volume=volume, realized=realized,
-                                  duration_ms=duration_ms)
-    return final
+        sends = [_Send(Outcome.AMBIGUOUS, comment=f"{exc.code}: {exc}"[:200],
+                       duration_ms=int((time.perf_counter() - started) * 1000))]
+    return _close_request_record(request, sends=sends, realized=realized)
 
 
-def _close_request_record(request: CloseRequest, *, outcome: str, retcode: int | None,
-                          comment: str, price: Decimal | None, volume: Decimal | None,
-                          realized: Decimal | None, duration_ms: int) -> str:
+def _close_failure_alert(request: CloseRequest, fields: dict[str, Any], last: _Send,
+                         now: datetime) -> None:
+    """An emergency close that keeps failing is alerted at once and every 5 minutes."""
+    fields["failing_since"] = request.failing_since or now
+    if request.failure_alerted_at is None or \
+            now - request.failure_alerted_at >= FAILURE_ALERT_INTERVAL:
+        fields["failure_alerted_at"] = now
+        guard_alerts_save([GuardAlert(
+            account_id=request.account_id, kind=GuardAlert.Kind.CLOSE_FAILED,
+            message=f"Closing #{request.ticket} has not gone through yet ({last.retcode} "
+                    f"{last.comment}); retrying until it is flat.",
+            payload={"close_request": request.pk, "since": fields["failing_since"].isoformat()},
+            created_at=now)])
+
+
+def _close_request_record(request: CloseRequest, *, sends: list[_Send],
+                          realized: Decimal | None) -> str:
     now = timezone.now()
+    last = sends[-1]
     retry_in: int | None = None
     with transaction.atomic():
-        CloseAttempt.objects.create(
-            close_request=request, number=request.attempts, outcome=outcome, retcode=retcode,
-            comment=comment[:200], price=price, volume=volume, realized_pnl=realized,
-            duration_ms=duration_ms, created_at=now)
-        fields: dict[str, Any] = {"last_retcode": retcode, "sending_until": None}
-        if outcome == "done":
-            fields.update(status=CloseRequest.Status.DONE, close_price=price,
-                          closed_volume=volume, realized_pnl=realized, done_at=now)
+        CloseAttempt.objects.bulk_create([CloseAttempt(
+            close_request=request, number=request.attempts, outcome=send.outcome,
+            retcode=send.retcode, comment=send.comment[:200], price=send.price,
+            volume=send.volume, realized_pnl=realized if send is last else None,
+            duration_ms=send.duration_ms, created_at=now) for send in sends])
+        filled = sum((s.volume or Decimal(0) for s in sends
+                      if s.outcome in (Outcome.DONE, Outcome.PARTIAL)), Decimal(0))
+        fields: dict[str, Any] = {"last_retcode": last.retcode, "sending_until": None,
+                                  "next_attempt_at": None}
+        if filled:
+            fields["closed_volume"] = (request.closed_volume or Decimal(0)) + filled
+            fields["close_price"] = next(s.price for s in reversed(sends) if s.volume)
+        if last.outcome == Outcome.DONE:
+            fields.update(status=CloseRequest.Status.DONE, realized_pnl=realized, done_at=now)
             metrics.positions_autoclosed_total.labels(reason=request.reason).inc()
-        elif outcome in ("retry", "ambiguous") and request.attempts < MAX_CLOSE_ATTEMPTS:
-            fields["status"] = (CloseRequest.Status.PENDING if outcome == "retry"
+        elif last.outcome in (Outcome.RETRY, Outcome.AMBIGUOUS):
+            fields["status"] = (CloseRequest.Status.PENDING if last.outcome == Outcome.RETRY
                                 else CloseRequest.Status.SENDING)
-            retry_in = min(2 ** request.attempts, 30)
+            retry_in = min(2 ** min(request.attempts, 5), MAX_RETRY_SECONDS)
+            fields["next_attempt_at"] = now + timedelta(seconds=retry_in)
+            _close_failure_alert(request, fields, last, now)
         else:
             fields["status"] = CloseRequest.Status.FAILED
             guard_alerts_save([GuardAlert(
                 account_id=request.account_id, kind=GuardAlert.Kind.CLOSE_FAILED,
-                message=f"Closing #{request.ticket} failed ({retcode} {comment}); "
+                message=f"Closing #{request.ticket} failed ({last.retcode} {last.comment}); "
                         "left for a person.", payload={"close_request": request.pk},
                 created_at=now)])
         CloseRequest.objects.filter(pk=request.pk).update(**fields)
-        if request.episode_id and fields["status"] in (CloseRequest.Status.DONE,
-                                                        CloseRequest.Status.FAILED):
+        if request.episode_id and fields["status"] in FINAL_CLOSE:
             _episode_maybe_done(request.episode_id, now)
         if retry_in is not None:
             request_id = request.pk
             transaction.on_commit(lambda: _retry_close(request_id, retry_in))
     return fields["status"]
+
+
+def close_request_cancel(*, close_request: CloseRequest, cancelled_by: Any) -> bool:
+    """The owner stops a close that is still being retried (pending or sending); audited as
+    a ``CloseAttempt`` "cancelled" naming who. A close that already went through stays
+    done: a worker sending right now records what the broker answered. Returns whether it
+    was cancelled."""
+    now = timezone.now()
+    with transaction.atomic():
+        # conditional: a worker may finish it at the same moment
+        cancelled = CloseRequest.objects.filter(
+            pk=close_request.pk,
+            status__in=(CloseRequest.Status.PENDING, CloseRequest.Status.SENDING)).update(
+            status=CloseRequest.Status.CANCELLED, next_attempt_at=None)
+        if not cancelled:
+            return False
+        CloseAttempt.objects.create(
+            close_request=close_request, number=close_request.attempts, outcome="cancelled",
+            comment=f"cancelled by {cancelled_by}"[:200], duration_ms=0, created_at=now)
+        if close_request.episode_id:
+            _episode_maybe_done(close_request.episode_id, now)
+    return True
 
 
 def _retry_close(request_id: int, countdown: int) -> None:
@@ -549,26 +732,85 @@ def _retry_close(request_id: int, countdown: int) -> None:
 
 
 def _episode_maybe_done(episode_id: int, now: datetime) -> None:
-    requests = list(CloseRequest.objects.filter(episode_id=episode_id))
-    if any(r.status not in (CloseRequest.Status.DONE, CloseRequest.Status.FAILED)
-           for r in requests):
+    """Finish a liquidation once every close request of it is final. Call inside the
+    transaction that made one of them final.
+
+    The race this prevents: two closes of one episode commit together, and each, counting
+    its siblings in its own transaction, sees the other still "sending", so neither
+    finishes the episode and the account stays in "liquidating" forever, unguarded. Here
+    every finisher first locks the episode row: the second waits until the first commits,
+    and its count, a statement that starts after that commit (READ COMMITTED), sees it.
+    """
+    episode = LiquidationEpisode.objects.select_for_update().filter(
+        pk=episode_id, status=LiquidationEpisode.Status.LIQUIDATING).first()
+    if episode is None:
         return
-    episode = LiquidationEpisode.objects.get(pk=episode_id)
+    requests = list(CloseRequest.objects.filter(episode_id=episode_id).order_by("pk"))
+    if any(r.status not in FINAL_CLOSE for r in requests):
+        return
     # A liquidated account takes no new trades until the owner clears it (the guard state
     # in the admin) or its trading day rolls over.
     AccountGuardState.objects.filter(account_id=episode.account_id).update(
         trading_blocked=True)
-    failed = [r.ticket for r in requests if r.status == CloseRequest.Status.FAILED]
-    pnl = sum((r.realized_pnl or Decimal(0) for r in requests), Decimal(0))
-    summary = (f"{len(requests) - len(failed)} closed, realized {pnl}"
-               + (f"; failed: {failed}" if failed else ""))
-    _episode_finish(episode, LiquidationEpisode.Status.DONE, summary,
-                    GuardAlert.Kind.LIQUIDATION_DONE, now,
-                    expect=LiquidationEpisode.Status.LIQUIDATING,
+    left = [r.ticket for r in requests if r.status != CloseRequest.Status.DONE]
+    pnl_total = sum((r.realized_pnl or Decimal(0) for r in requests), Decimal(0))
+    summary = (f"{len(requests) - len(left)} closed, realized {pnl_total}"
+               + (f"; not closed: {left}" if left else ""))
+    if not left:
+        # Flat: the high-water mark restarts at the next good read (positions.services).
+        TradingAccount.objects.filter(pk=episode.account_id).update(
+            baseline_reset_requested=True)
+    _episode_finish(episode,
+                    LiquidationEpisode.Status.FAILED if left else LiquidationEpisode.Status.DONE,
+                    summary,
+                    GuardAlert.Kind.CLOSE_FAILED if left else GuardAlert.Kind.LIQUIDATION_DONE,
+                    now, expect=LiquidationEpisode.Status.LIQUIDATING,
                     payload={"positions": [
                         {"ticket": str(r.ticket), "status": r.status,
                          "price": str(r.close_price), "realized_pnl": str(r.realized_pnl)}
                         for r in requests]})
+
+
+# --- the sweeper: every non-final state has a way out ---
+def guards_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Resume what a lost task left behind (a worker SIGKILLed, a hard time limit, a
+    database error): countdowns whose re-check is overdue, close requests whose next
+    attempt is overdue (a "sending" one only after its lease expired: it is looked up
+    before any resend), and liquidations whose closes are all final. Safe to run at any
+    time and twice at once: each resumed task claims its row first. Returns counts."""
+    now = now or timezone.now()
+    cutoff = now - SWEEP_GRACE
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    episodes = list(LiquidationEpisode.objects.filter(
+        free, status=LiquidationEpisode.Status.WARNING, recheck_at__lt=cutoff)
+        .values_list("pk", flat=True)[:SWEEP_LIMIT])
+    # pushed ahead so the next sweep does not queue them again while these run
+    LiquidationEpisode.objects.filter(pk__in=episodes).update(recheck_at=now)
+    requests = list(CloseRequest.objects.filter(
+        status__in=(CloseRequest.Status.PENDING, CloseRequest.Status.SENDING),
+        next_attempt_at__lt=cutoff).filter(
+        Q(sending_until__isnull=True) | Q(sending_until__lt=now))
+        .values_list("pk", flat=True)[:SWEEP_LIMIT])
+    CloseRequest.objects.filter(pk__in=requests).update(next_attempt_at=now)
+    finished = 0
+    for episode_id in LiquidationEpisode.objects.filter(
+            status=LiquidationEpisode.Status.LIQUIDATING).exclude(
+            close_requests__status__in=(CloseRequest.Status.PENDING,
+                                        CloseRequest.Status.SENDING)).values_list(
+            "pk", flat=True)[:SWEEP_LIMIT]:
+        with transaction.atomic():
+            _episode_maybe_done(episode_id, now)
+            finished += 1
+    from guards.tasks import close_request_execute, liquidation_recheck
+
+    for episode_id in episodes:
+        liquidation_recheck.apply_async(args=[episode_id])
+    for request_id in requests:
+        close_request_execute.apply_async(args=[request_id])
+    if episodes or requests:
+        logger.warning("guards sweep resumed %d re-checks and %d closes",
+                       len(episodes), len(requests))
+    return {"rechecks": len(episodes), "closes": len(requests), "episodes": finished}
 
 
 MANUAL_CLOSE_INTERVAL = 30
@@ -628,6 +870,9 @@ def guards_overview(accounts: list[TradingAccount]) -> list[dict[str, Any]]:
             # decimal strings, like every other figure of the API
             "drawdown_percent": _text(account.drawdown_percent),
             "equity": _text(account.equity), "peak_equity": _text(account.peak_equity),
+            # the high-water mark counts from here (linking, a liquidation, the owner)
+            "baseline_started_at": account.baseline_started_at,
+            "cash_flow_total": _text(account.cash_flow_total),
             "currency": account.currency,
             "thresholds": {
                 "alert_percent": str(eff[account.pk].thresholds.alert_percent),

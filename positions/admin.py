@@ -5,7 +5,14 @@ from decimal import Decimal
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdmin
-from positions.models import DispatcherHeartbeat, EquitySnapshot, Instrument, Position, SyncLog
+from positions.models import (
+    CashFlow,
+    DispatcherHeartbeat,
+    EquitySnapshot,
+    Instrument,
+    Position,
+    SyncLog,
+)
 
 
 def plain(value: Decimal | None) -> str:
@@ -48,10 +55,22 @@ class PositionAdmin(ReadOnlyAdmin):
 @admin.register(EquitySnapshot)
 class EquitySnapshotAdmin(ReadOnlyAdmin):
     list_display = ("account", "taken_at", "balance", "equity", "margin_level",
-                    "peak_equity", "drawdown_percent", "open_positions")
+                    "peak_equity", "drawdown_percent", "cash_flow", "open_positions")
     list_select_related = ("account",)
     search_fields = ("account__login",)
     date_hierarchy = "taken_at"
+
+
+@admin.register(CashFlow)
+class CashFlowAdmin(ReadOnlyAdmin):
+    """Balance operations read from the deal history; each moved the high-water mark by
+    its amount (except the baseline ones, seen before the first peak)."""
+
+    list_display = ("time", "account", "kind", "amount", "comment", "baseline", "ticket")
+    list_filter = ("kind", "baseline")
+    list_select_related = ("account",)
+    search_fields = ("account__login", "ticket", "comment")
+    date_hierarchy = "time"
 
 
 @admin.register(SyncLog)

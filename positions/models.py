@@ -44,6 +44,9 @@ class Position(models.Model):
     account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
                                 related_name="positions")
     ticket = models.BigIntegerField()
+    identifier = models.BigIntegerField(
+        default=0, help_text="MetaTrader 5 position identifier: its deals' position_id "
+                             "(never changes, unlike the ticket); 0: same as the ticket")
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, choices=Side.choices)
     volume = volume_field()
@@ -92,6 +95,8 @@ class EquitySnapshot(models.Model):
     peak_equity = money_field()
     drawdown_percent = percent_field()
     open_positions = models.PositiveIntegerField()
+    cash_flow = money_field(default=0, help_text="Balance operations seen in this sync "
+                                                 "(deposits − withdrawals …), moved the peak")
 
     class Meta:
         indexes = [
@@ -101,6 +106,34 @@ class EquitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}: equity {self.equity}"
+
+
+class CashFlow(models.Model):
+    """A balance operation read from the deal history: a deposit, withdrawal, credit, bonus,
+    charge, correction, commission, interest, dividend or tax (MetaTrader 5: the deal types
+    other than buy and sell). ``amount`` in the account currency, positive in, negative out.
+    It moved the high-water mark by ``amount`` unless ``baseline`` (seen at the first sync,
+    before there was a high-water mark)."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
+                                related_name="cash_flows")
+    ticket = models.BigIntegerField(help_text="Deal ticket")
+    kind = models.CharField(max_length=12)
+    amount = money_field()
+    comment = models.CharField(max_length=64, blank=True)
+    time = models.DateTimeField(help_text="Deal time, UTC")
+    baseline = models.BooleanField(default=False,
+                                   help_text="Before the first sync: did not move the peak")
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # a deal is counted once, however many syncs read it
+            models.UniqueConstraint(fields=["account", "ticket"], name="uniq_cash_flow_deal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} on {self.account_id}"
 
 
 class SyncLog(models.Model):

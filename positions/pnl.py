@@ -16,8 +16,13 @@ Sources (MetaTrader 5 Help, "Margin and profit calculation" / "Calculation of pr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
+
+from brokers.gateway import Deal, DealKind
 
 SideName = Literal["buy", "sell"]
 CENT = Decimal("0.01")
@@ -97,3 +102,50 @@ def pnl_percent(*, pnl: Decimal, entry_notional: Decimal) -> Decimal | None:
     if entry_notional <= 0:
         return None
     return (pnl / entry_notional * HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+# --- closed positions and cash flows, from the deal history -------------------------------
+
+CLOSING_ENTRIES = frozenset({"out", "out_by", "inout"})
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """How a position closed: ``closed_at`` (aware UTC) and ``close_price`` (quote currency)
+    of its last closing deal, that deal's reason ("client", "expert", "sl", "tp", "so",
+    "other"), and ``realized_pnl``: the sum of net profit (profit + swap + commission + fee)
+    of all its deals, in the account currency, rounded to 0.01 half up (``money``)."""
+
+    closed_at: datetime
+    close_price: Decimal
+    close_reason: str
+    realized_pnl: Decimal
+
+
+def position_closing(deals: Iterable[Deal]) -> Closing | None:
+    """The closing figures of ONE position from its deals (MetaTrader 5: the deals whose
+    ``position_id`` is the position's identifier; an "in" deal, then "out" deals, several
+    for a partial close). ``None`` while no closing deal is in the history yet.
+
+    The one home of realized P&L: the sync (a position vanished) and the close path (a
+    close request done) both call this. Balance operations never count.
+    """
+    trades = [d for d in deals if d.kind is DealKind.TRADE]
+    closing = sorted((d for d in trades if d.entry in CLOSING_ENTRIES),
+                     key=lambda d: (d.time, d.ticket))
+    if not closing:
+        return None
+    last = closing[-1]
+    return Closing(closed_at=last.time, close_price=last.price, close_reason=last.reason.value,
+                   realized_pnl=money(sum((d.net_profit for d in trades), Decimal(0))))
+
+
+def peak_after_cash_flow(*, previous_peak: Decimal | None, cash_flow: Decimal,
+                         equity: Decimal) -> Decimal:
+    """The high-water mark after a read that saw ``cash_flow`` of balance operations
+    (deposits and credit positive, withdrawals and charges negative), in the account
+    currency: ``max(previous_peak + cash_flow, equity)``, or ``equity`` without a previous
+    peak. Money in or out moves the peak with it, so drawdown measures trading loss only:
+    a 25 % withdrawal at the peak leaves the drawdown at 0."""
+    moved = None if previous_peak is None else previous_peak + cash_flow
+    return high_water_mark(previous_peak=moved, equity=equity)

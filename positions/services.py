@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -30,11 +30,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.crypto import CredentialsUnreadable
-from accounts.models import TradingAccount
+from accounts.models import BaselineReset, TradingAccount
 from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
 from positions import metrics, pnl
-from positions.models import EquitySnapshot, Instrument, Position, SyncLog
+from positions.models import CashFlow, EquitySnapshot, Instrument, Position, SyncLog
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ LEASE_SECONDS = 120
 DISPATCH_EXPIRY = timedelta(seconds=60)  # the accounts_sync task's own expiry
 MAX_BACKOFF_SECONDS = 300
 DEAL_LOOKBACK = timedelta(minutes=1)
-CLOSING_ENTRIES = frozenset({"out", "out_by", "inout"})
+#: The first read of an account asks for its whole history (MetaTrader 5 began in 2010).
+HISTORY_START = datetime(2000, 1, 1, tzinfo=UTC)
 
 Status = TradingAccount.SyncStatus
 
@@ -116,9 +117,13 @@ def _pending_positions(account_ids: list[int]) -> dict[int, dict[int, datetime]]
 
 def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
                   pending: dict[int, datetime], known_symbols: set[str]) -> AccountFetch:
-    """Read one account: state, positions, the deals of vanished positions, new symbols.
+    """Read one account: state, positions, the deal history since the last read, new symbols.
 
-    Never raises a BrokerError: a failure comes back as an AccountFetch with its code.
+    The deal history is read on every cycle, from the newest deal seen
+    (``deal_cursor_at``) or, on the first read, from ``HISTORY_START``: it carries the
+    balance operations (deposits, withdrawals, credit) that move the high-water mark, and
+    the closing deals of positions that vanished. Never raises a BrokerError: a failure
+    comes back as an AccountFetch with its code.
     """
     started_at = timezone.now()
     t0 = time.perf_counter()
@@ -126,10 +131,12 @@ def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
         state = gateway.account_state()
         positions = tuple(gateway.positions())
         listed = {p.ticket for p in positions}
+        since = (account.deal_cursor_at - DEAL_LOOKBACK if account.deal_cursor_at
+                 else HISTORY_START)
         vanished = [opened for ticket, opened in pending.items() if ticket not in listed]
-        deals: tuple[Deal, ...] = ()
         if vanished:
-            deals = tuple(gateway.deals(since=min(vanished) - DEAL_LOOKBACK))
+            since = min(since, min(vanished) - DEAL_LOOKBACK)
+        deals = tuple(gateway.deals(since=since))
         specs = tuple(gateway.symbol_spec(s) for s in {p.symbol for p in positions}
                       if s not in known_symbols)
     except (BrokerError, CredentialsUnreadable) as exc:
@@ -161,7 +168,8 @@ def _figures(account: TradingAccount, open_positions: int) -> dict[str, str | in
 
 def _position_row(account_id: int, p: BrokerPosition, now: datetime) -> Position:
     return Position(
-        account_id=account_id, ticket=p.ticket, symbol=p.symbol, side=p.side.value,
+        account_id=account_id, ticket=p.ticket, identifier=p.position_id, symbol=p.symbol,
+        side=p.side.value,
         volume=p.volume, price_open=p.price_open, price_current=p.price_current, sl=p.sl,
         tp=p.tp, swap=p.swap, profit=p.profit, magic=p.magic, comment=p.comment[:64],
         opened_at=p.opened_at, status=Position.Status.OPEN, closed_at=None, close_price=None,
@@ -170,34 +178,34 @@ def _position_row(account_id: int, p: BrokerPosition, now: datetime) -> Position
 
 
 def _close(position: Position, deals: list[Deal], now: datetime) -> Position:
-    """Mark a vanished position closed, from its deals (MetaTrader 5: one position_id)."""
-    closing = sorted((d for d in deals if d.entry in CLOSING_ENTRIES), key=lambda d: d.time)
+    """Mark a vanished position closed, from its deals (``pnl.position_closing``)."""
     position.status = Position.Status.CLOSED
     position.last_synced_at = now
-    if not closing:
+    closing = pnl.position_closing(deals)
+    if closing is None:
         # Gone from the terminal but no closing deal in history yet: closed, reason unknown;
         # a later cycle fills it in when the deal shows up.
         position.closed_at = position.closed_at or now
         position.close_reason = Position.CloseReason.UNKNOWN
         return position
-    last = closing[-1]
-    position.closed_at = last.time
-    position.close_price = last.price
-    position.close_reason = last.reason.value
-    position.realized_pnl = pnl.money(sum((d.net_profit for d in deals), Decimal(0)))
+    position.closed_at = closing.closed_at
+    position.close_price = closing.close_price
+    position.close_reason = closing.close_reason
+    position.realized_pnl = closing.realized_pnl
     return position
 
 
 POSITION_UPSERT_FIELDS = [
-    "symbol", "side", "volume", "price_open", "price_current", "sl", "tp", "swap", "profit",
-    "magic", "comment", "opened_at", "status", "closed_at", "close_price", "close_reason",
-    "realized_pnl", "last_synced_at",
+    "identifier", "symbol", "side", "volume", "price_open", "price_current", "sl", "tp",
+    "swap", "profit", "magic", "comment", "opened_at", "status", "closed_at", "close_price",
+    "close_reason", "realized_pnl", "last_synced_at",
 ]
 POSITION_CLOSE_FIELDS = ["status", "closed_at", "close_price", "close_reason", "realized_pnl",
                          "last_synced_at"]
 ACCOUNT_FIELDS = [
     "currency", "leverage", "balance", "credit", "equity", "margin", "free_margin",
-    "margin_level", "profit", "peak_equity", "drawdown_percent", "sync_status",
+    "margin_level", "profit", "peak_equity", "drawdown_percent", "baseline_started_at",
+    "baseline_reset_requested", "cash_flow_total", "deal_cursor_at", "sync_status",
     "sync_error_code", "sync_error_message", "last_synced_at", "last_sync_attempt_at",
     "consecutive_failures", "next_sync_at", "sync_lease_until", "sync_lease_token",
 ]
@@ -205,6 +213,140 @@ ACCOUNT_FIELDS = [
 
 def _backoff(cadence: int, failures: int) -> int:
     return min(cadence * 2 ** min(max(failures - 1, 0), 6), MAX_BACKOFF_SECONDS)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What one batch writes, gathered before the statements go out."""
+
+    upserts: list[Position] = field(default_factory=list)
+    closes: list[Position] = field(default_factory=list)
+    retickets: list[tuple[int, int]] = field(default_factory=list)  # (position pk, ticket)
+    snapshots: list[EquitySnapshot] = field(default_factory=list)
+    logs: list[SyncLog] = field(default_factory=list)
+    cash_flows: list[CashFlow] = field(default_factory=list)
+    baseline_resets: list[BaselineReset] = field(default_factory=list)
+    changes: list[tuple[TradingAccount, str, str]] = field(default_factory=list)  # alerts
+    specs: dict[tuple[str, str], SymbolSpec] = field(default_factory=dict)
+
+
+def _cash_flows_seen(fetches: list[AccountFetch], ok_ids: list[int]) -> set[tuple[int, int]]:
+    """(account, deal ticket) of the balance operations in ``fetches`` already counted."""
+    tickets = {d.ticket for f in fetches for d in f.deals if d.kind.is_cash_flow}
+    if not tickets:
+        return set()
+    return set(CashFlow.objects.filter(account_id__in=ok_ids, ticket__in=tickets)
+               .values_list("account_id", "ticket"))
+
+
+def _positions_apply(*, account: TradingAccount, fetch: AccountFetch,
+                     known: dict[int, Position], writes: _Writes, now: datetime) -> int:
+    """Upsert the listed positions, close the vanished ones from their deals (joined on the
+    position identifier, which survives a re-ticket), re-ticket the ones the server re-opened.
+    Returns the number closed now."""
+    assert fetch.positions is not None
+    writes.upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
+    listed = {p.ticket for p in fetch.positions}
+    by_identifier = {p.position_id: p.ticket for p in fetch.positions}
+    deals_by_position: dict[int, list[Deal]] = {}
+    for deal in fetch.deals:
+        deals_by_position.setdefault(deal.position_id, []).append(deal)
+    closed_now = 0
+    for ticket, position in known.items():
+        if ticket in listed:
+            continue
+        identifier = position.identifier or ticket
+        if identifier in by_identifier:
+            writes.retickets.append((position.pk, by_identifier[identifier]))
+            continue
+        was_open = position.status == Position.Status.OPEN
+        writes.closes.append(_close(position, deals_by_position.get(identifier, []), now))
+        closed_now += was_open
+    return closed_now
+
+
+def _cash_flow_apply(*, account: TradingAccount, fetch: AccountFetch,
+                     seen: set[tuple[int, int]], writes: _Writes, now: datetime) -> Decimal:
+    """Record the balance operations not seen before; return their net amount (account
+    currency) that moves the high-water mark. The first history read of an account records
+    what it finds as the baseline: money that came in before the first peak moves nothing."""
+    baseline = account.deal_cursor_at is None
+    net = Decimal(0)
+    for deal in fetch.deals:
+        if not deal.kind.is_cash_flow or (account.pk, deal.ticket) in seen:
+            continue
+        seen.add((account.pk, deal.ticket))
+        writes.cash_flows.append(CashFlow(
+            account=account, ticket=deal.ticket, kind=deal.kind.value, amount=deal.cash_flow,
+            comment=deal.comment[:64], time=deal.time, baseline=baseline, recorded_at=now))
+        if not baseline:
+            net += deal.cash_flow
+    if fetch.deals:
+        newest = max(d.time for d in fetch.deals)
+        account.deal_cursor_at = max(newest, account.deal_cursor_at or newest)
+    elif account.deal_cursor_at is None:
+        account.deal_cursor_at = HISTORY_START  # an empty history: from here on, cash moves
+    account.cash_flow_total = (account.cash_flow_total or Decimal(0)) + net
+    return net
+
+
+def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int, Position],
+               before: dict, seen_cash: set[tuple[int, int]], writes: _Writes,
+               now: datetime) -> None:
+    """Apply one successful read to ``account`` (in memory) and gather its rows."""
+    assert fetch.state is not None and fetch.positions is not None
+    opened = sum(1 for p in fetch.positions if p.ticket not in known)
+    closed_now = _positions_apply(account=account, fetch=fetch, known=known, writes=writes,
+                                  now=now)
+    for spec in fetch.specs:
+        writes.specs[(fetch.state.server, spec.symbol)] = spec
+    cash_flow = _cash_flow_apply(account=account, fetch=fetch, seen=seen_cash, writes=writes,
+                                 now=now)
+    state = fetch.state
+    peak = pnl.peak_after_cash_flow(previous_peak=account.peak_equity, cash_flow=cash_flow,
+                                    equity=state.equity)
+    if account.peak_equity is None:
+        account.baseline_started_at = now
+    if account.baseline_reset_requested:
+        # A liquidation completed: the high-water mark restarts at the flat equity, or every
+        # new position would be critical at once against the old peak.
+        writes.baseline_resets.append(BaselineReset(
+            account=account, previous_peak=peak, new_peak=state.equity, changed_at=now,
+            reason="liquidation completed: baseline restarts at the equity once flat"))
+        peak = state.equity
+        account.baseline_reset_requested = False
+        account.baseline_started_at = now
+    drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
+    account.currency = state.currency
+    account.leverage = state.leverage
+    account.balance = state.balance
+    account.credit = state.credit
+    account.equity = state.equity
+    account.margin = state.margin
+    account.free_margin = state.free_margin
+    account.margin_level = state.margin_level
+    account.profit = state.profit
+    account.peak_equity = peak
+    account.drawdown_percent = drawdown
+    account.sync_status = Status.HEALTHY
+    account.sync_error_code = ""
+    account.sync_error_message = ""
+    account.last_synced_at = now
+    account.consecutive_failures = 0
+    account.next_sync_at = now + timedelta(seconds=account.sync_cadence_seconds)
+    writes.snapshots.append(EquitySnapshot(
+        account=account, taken_at=now, balance=state.balance, equity=state.equity,
+        margin=state.margin, free_margin=state.free_margin,
+        margin_level=state.margin_level, profit=state.profit, peak_equity=peak,
+        drawdown_percent=drawdown, open_positions=len(fetch.positions), cash_flow=cash_flow,
+    ))
+    writes.logs.append(SyncLog(
+        account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
+        result=SyncLog.Result.OK, before=before,
+        after={**_figures(account, len(fetch.positions)), "cash_flow": str(cash_flow)},
+        positions_opened=opened, positions_updated=len(fetch.positions) - opened,
+        positions_closed=closed_now,
+    ))
 
 
 def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
@@ -232,12 +374,9 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
         ):
             existing.setdefault(p.account_id, {})[p.ticket] = p
-        upserts: list[Position] = []
-        closes: list[Position] = []
-        snapshots: list[EquitySnapshot] = []
-        logs: list[SyncLog] = []
-        changes: list[tuple[TradingAccount, str, str]] = []  # sync status alerts
-        specs: dict[tuple[str, str], SymbolSpec] = {}
+        seen_cash = _cash_flows_seen(fetches, ok_ids)
+        writes = _Writes()
+        logs, changes, specs = writes.logs, writes.changes, writes.specs
         for fetch in fetches:
             account = accounts.get(fetch.account_id)
             if account is None:
@@ -272,58 +411,19 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             if was in (Status.STALE, Status.ERROR):
                 changes.append((account, "account_recovered", "readable again"))
 
-            assert fetch.state is not None and fetch.positions is not None
             outcome.synced.append(account.pk)
-            listed = {p.ticket for p in fetch.positions}
-            opened = sum(1 for p in fetch.positions if p.ticket not in known)
-            upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
-            deals_by_position: dict[int, list[Deal]] = {}
-            for deal in fetch.deals:
-                deals_by_position.setdefault(deal.position_id, []).append(deal)
-            closed_now = 0
-            for ticket, position in known.items():
-                if ticket in listed:
-                    continue
-                was_open = position.status == Position.Status.OPEN
-                closes.append(_close(position, deals_by_position.get(ticket, []), now))
-                closed_now += was_open
-            for spec in fetch.specs:
-                specs[(fetch.state.server, spec.symbol)] = spec
+            _good_read(account=account, fetch=fetch, known=known, before=before,
+                       seen_cash=seen_cash, writes=writes, now=now)
 
-            state = fetch.state
-            peak = pnl.high_water_mark(previous_peak=account.peak_equity, equity=state.equity)
-            drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
-            account.currency = state.currency
-            account.leverage = state.leverage
-            account.balance = state.balance
-            account.credit = state.credit
-            account.equity = state.equity
-            account.margin = state.margin
-            account.free_margin = state.free_margin
-            account.margin_level = state.margin_level
-            account.profit = state.profit
-            account.peak_equity = peak
-            account.drawdown_percent = drawdown
-            account.sync_status = Status.HEALTHY
-            account.sync_error_code = ""
-            account.sync_error_message = ""
-            account.last_synced_at = now
-            account.consecutive_failures = 0
-            account.next_sync_at = now + timedelta(seconds=account.sync_cadence_seconds)
-            snapshots.append(EquitySnapshot(
-                account=account, taken_at=now, balance=state.balance, equity=state.equity,
-                margin=state.margin, free_margin=state.free_margin,
-                margin_level=state.margin_level, profit=state.profit, peak_equity=peak,
-                drawdown_percent=drawdown, open_positions=len(fetch.positions),
-            ))
-            logs.append(SyncLog(
-                account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
-                result=SyncLog.Result.OK, before=before,
-                after=_figures(account, len(fetch.positions)),
-                positions_opened=opened, positions_updated=len(fetch.positions) - opened,
-                positions_closed=closed_now,
-            ))
-
+        upserts, closes, snapshots, logs = (writes.upserts, writes.closes, writes.snapshots,
+                                            writes.logs)
+        for position_pk, ticket in writes.retickets:
+            # rare: the server re-opened a position under a new ticket (same identifier)
+            Position.objects.filter(pk=position_pk).update(ticket=ticket)
+        if writes.cash_flows:
+            CashFlow.objects.bulk_create(writes.cash_flows, batch_size=batch_size)
+        if writes.baseline_resets:
+            BaselineReset.objects.bulk_create(writes.baseline_resets)
         if upserts:
             Position.objects.bulk_create(
                 upserts, batch_size=batch_size * 10, update_conflicts=True,

@@ -38,7 +38,7 @@ def test_first_sync_stores_state_positions_snapshot_and_log(sim_bridge, linked_a
 
     account = sync(account)
 
-    assert account.sync_status == TradingAccount.SyncStatus.HEALTHY
+    assert account.sync_status == TradingAccount.SyncStatus.HEALTHY, account.sync_error_message
     assert account.currency == "USD" and account.leverage == 100
     positions = {p.ticket: p for p in Position.objects.filter(account=account)}
     assert set(positions) == {buy, sell}
