@@ -202,6 +202,93 @@ def test_mini_app_in_chromium(chromium, live_server, settings, sim_bridge, linke
     context.close()
 
 
+# Records, in the page, every moment the guard badge said "Guard OK" while the liquidation
+# banner was up (checked on each change of either).
+BADGE_WATCH = """() => {
+  window.__okDuringEpisode = [];
+  const badge = document.getElementById("guard-level");
+  const banner = document.getElementById("liquidation-banner");
+  const check = () => {
+    if (!banner.hidden && !badge.hidden && /guard ok/i.test(badge.textContent)) {
+      window.__okDuringEpisode.push(badge.textContent + " | " + banner.textContent);
+    }
+  };
+  const options = {attributes: true, childList: true, characterData: true, subtree: true};
+  new MutationObserver(check).observe(badge, options);
+  new MutationObserver(check).observe(banner, options);
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mini_app_badge_shows_a_running_liquidation(chromium, live_server, settings,
+                                                    sim_bridge, linked_account):
+    """The guard badge beside a liquidation banner says what the episode does: "closing in
+    8 s" (counting down to the re-check) during the warning, "liquidating" while positions
+    are closed; "Guard OK" only once the episode is over. The account's guard level stays
+    "ok" throughout (no guard state row), as when a breach is caught between two checks."""
+    from playwright.sync_api import expect
+
+    settings.MINI_APP_POLL_SECONDS = 2
+    account = linked_account(9611)
+    sim_bridge.sim("sim_open", 9611, "EURUSD", "buy", "0.10", magic=1)
+    sync(account)
+    context = chromium.new_context(viewport={"width": 390, "height": 844},
+                                   device_scale_factor=2, timezone_id="UTC", locale="en-GB")
+    page = context.new_page()
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(live_server.url)
+               else r.abort())
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    page.goto(f"{live_server.url}/app/")
+    page.fill("#username", "member")
+    page.fill("#password", "pw-member-1")
+    page.click("#login-submit")
+    badge = page.locator("#guard-level")
+    banner = page.locator("#liquidation-banner")
+    expect(page.locator("#balance")).to_have_text("10,000.00 USD", timeout=WAIT_MS)
+    expect(badge).to_have_text("Guard OK")
+    expect(banner).to_be_hidden()
+    page.evaluate(BADGE_WATCH)
+
+    # the warning: the page's clock is held 8 s before the re-check, then 7 s
+    recheck_at = (timezone.now() + timedelta(minutes=2)).replace(microsecond=0)
+    episode = LiquidationEpisode.objects.create(
+        account=account, status=LiquidationEpisode.Status.WARNING, reason="max_drawdown",
+        started_at=timezone.now(), recheck_at=recheck_at)
+    page.clock.set_fixed_time(recheck_at - timedelta(seconds=8))
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    expect(badge).to_have_text("closing in 8 s", timeout=WAIT_MS)
+    expect(badge).to_have_attribute("data-episode", "warning")
+    expect(page.locator("#liquidation-countdown")).to_have_text("8 s left")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "mini_app_badge_closing.png"))
+    page.clock.set_fixed_time(recheck_at - timedelta(seconds=7))
+    expect(badge).to_have_text("closing in 7 s", timeout=3_000)
+    expect(page.locator("#liquidation-countdown")).to_have_text("7 s left")
+    # the re-check is due and running: no countdown, still no "Guard OK"
+    page.clock.set_fixed_time(recheck_at)
+    expect(badge).to_have_text("re-checking", timeout=3_000)
+
+    # the closes: "liquidating"
+    LiquidationEpisode.objects.filter(pk=episode.pk).update(
+        status=LiquidationEpisode.Status.LIQUIDATING)
+    expect(badge).to_have_text("liquidating", timeout=WAIT_MS)
+    expect(badge).to_have_attribute("data-episode", "liquidating")
+    expect(banner).to_contain_text("Positions are being closed now.")
+    page.screenshot(path=str(SCREENSHOTS / "mini_app_badge_liquidating.png"))
+
+    # over: the badge is the guard level again
+    LiquidationEpisode.objects.filter(pk=episode.pk).update(
+        status=LiquidationEpisode.Status.DONE, finished_at=timezone.now())
+    expect(banner).to_be_hidden(timeout=WAIT_MS)
+    expect(badge).to_have_text("Guard OK")
+    expect(badge).not_to_have_attribute("data-episode", re.compile(".*"))
+
+    assert page.evaluate("window.__okDuringEpisode") == []
+    assert page_errors == []
+    context.close()
+
+
 # A local stand-in for telegram-web-app.js: what the page uses of Telegram.WebApp.
 TELEGRAM_STUB = """
 window.__tg = {ready: 0, expand: 0};
