@@ -495,3 +495,62 @@ def test_trading_day_start_is_local_midnight_before_now(now, tz):
     local = start.astimezone(ZoneInfo(tz))
     assert (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
     assert local.date() == now.astimezone(ZoneInfo(tz)).date()
+
+
+# --- hysteresis: back to ok only below warning − band (alert 15, band 1 point) -----------
+HYSTERESIS_CASES = [
+    # was warning; 10,000 → 8,550: 14.50 ≥ 15 − 1 = 14 → stays warning
+    (Level.WARNING, D("8550"), Level.WARNING),
+    # was warning; 10,000 → 8,600: 14.00, exactly the band's edge (not below it) → warning
+    (Level.WARNING, D("8600"), Level.WARNING),
+    # was warning; 10,000 → 8,601: 13.99 < 14 → ok
+    (Level.WARNING, D("8601"), Level.OK),
+    # was critical, recovered to 14.50: warning, not ok
+    (Level.CRITICAL, D("8550"), Level.WARNING),
+    # was ok; 14.50 < 15 → ok (the band only delays the way back)
+    (Level.OK, D("8550"), Level.OK),
+    # was warning, now 20.00 → critical as ever
+    (Level.WARNING, D("8000"), Level.CRITICAL),
+]
+
+
+@pytest.mark.parametrize(("previous", "equity", "level"), HYSTERESIS_CASES)
+def test_hysteresis_band(previous, equity, level):
+    got = drawdown_level(peak_equity=D("10000"), equity=equity, thresholds=THRESHOLDS,
+                         previous=previous, band_points=D("1"))
+    assert got.level == level
+
+
+@given(st.lists(st.decimals(min_value=D("13.50"), max_value=D("16.50"), places=2),
+                min_size=2, max_size=40))
+def test_property_no_chatter_within_the_band(drawdowns):
+    """A drawdown wandering between 14.00 and 16.50 (alert 15, band 1) warns once and never
+    flips back to ok: every ok→warning→ok sequence needs a dip below 14."""
+    level = Level.OK
+    transitions = []
+    for dd in drawdowns:
+        equity = D("10000") - dd * D("100")  # peak 10,000: drawdown dd % exactly
+        reading = drawdown_level(peak_equity=D("10000"), equity=equity, thresholds=THRESHOLDS,
+                                 previous=level, band_points=D("1"))
+        if reading.level != level:
+            transitions.append((level, reading.level, dd))
+        level = reading.level
+    backs = [t for t in transitions if t[1] is Level.OK]
+    assert all(dd < D("14") for _, _, dd in backs)
+    assert len([t for t in transitions if t[1] is Level.WARNING]) <= len(backs) + 1
+
+
+# --- the broker's trading day: rollover at a time in the server's zone ----------------------
+def test_trading_day_starts_at_the_rollover_in_the_server_zone():
+    # Etc/GMT-2 is UTC+2: 00:00 server time is 22:00 UTC the day before.
+    now = _utc(2024, 5, 14, 21, 59)  # 23:59 server time on the 14th
+    assert trading_day_start(now=now, tz="Etc/GMT-2") == _utc(2024, 5, 13, 22)
+    now = _utc(2024, 5, 14, 22, 0)  # 00:00 on the 15th: a new day
+    assert trading_day_start(now=now, tz="Etc/GMT-2") == _utc(2024, 5, 14, 22)
+    # a broker rolling at 17:00 New York (EDT, UTC−4 in May): 21:00 UTC
+    from datetime import time
+
+    assert trading_day_start(now=_utc(2024, 5, 14, 20, 59), tz="America/New_York",
+                             rollover=time(17)) == _utc(2024, 5, 13, 21)
+    assert trading_day_start(now=_utc(2024, 5, 14, 21, 0), tz="America/New_York",
+                             rollover=time(17)) == _utc(2024, 5, 14, 21)

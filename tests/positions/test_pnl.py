@@ -184,3 +184,50 @@ def test_high_water_mark_never_falls_and_drawdown_stays_in_range(series):
         assert drawdown >= 0
         if peak > 0 and equity >= 0:
             assert drawdown <= 100
+
+
+# --- realized P&L and close reason from deals: one function for sync and close paths -----
+def _deal(ticket, entry, profit, *, kind=None, commission="0", swap="0", time_s=0,
+          reason="client", price="1.08"):
+    from datetime import UTC, datetime, timedelta
+
+    from brokers.gateway import Deal, DealKind, DealReason
+
+    return Deal(ticket=ticket, order=ticket, position_id=7, symbol="EURUSD", side=None,
+                entry=entry, reason=DealReason(reason), volume=D("0.10"), price=D(price),
+                profit=D(profit), swap=D(swap), commission=D(commission), fee=D(0),
+                magic=0, comment="", kind=kind or DealKind.TRADE,
+                time=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=time_s))
+
+
+def test_position_closing_sums_every_deal_rounding_half_up():
+    # Net of all three deals: −0.0025 (in) + 10.00 − 0.0025 (first out) − 9.99 (SL out)
+    # = 0.005 exactly: 0.01 rounded half up, as MetaTrader 5 shows money; banker's rounding
+    # (the close path's old copy) gave 0.00.
+    deals = [_deal(1, "in", "0", commission="-0.0025"),
+             _deal(2, "out", "10.00", commission="-0.0025", time_s=60, price="1.09"),
+             _deal(3, "out", "-9.99", time_s=120, reason="sl", price="1.07")]
+    got = pnl.position_closing(deals)
+    assert got is not None
+    assert got.realized_pnl == D("0.01")  # −0.005 + 10.00 − 9.99 = 0.005 → 0.01
+    assert (got.close_reason, got.close_price) == ("sl", D("1.07"))  # the last closing deal
+
+
+def test_position_closing_waits_for_a_closing_deal_and_ignores_cash_flows():
+    from brokers.gateway import DealKind
+
+    assert pnl.position_closing([_deal(1, "in", "0")]) is None
+    got = pnl.position_closing([_deal(1, "in", "0"), _deal(2, "out", "5.00", time_s=5),
+                                _deal(3, "in", "100.00", kind=DealKind.BALANCE)])
+    assert got is not None and got.realized_pnl == D("5.00")
+
+
+@pytest.mark.parametrize(("peak", "flow", "equity", "expected"), [
+    (D("10000"), D("-2500"), D("7500"), D("7500")),  # a 25 % withdrawal at the peak: dd 0
+    (D("10000"), D("5000"), D("14000"), D("15000")),  # deposit 5,000, then 1,000 lost
+    (D("10000"), D("0"), D("10100"), D("10100")),  # a new high
+    (None, D("0"), D("500"), D("500")),  # first read
+])
+def test_peak_after_cash_flow(peak, flow, equity, expected):
+    assert pnl.peak_after_cash_flow(previous_peak=peak, cash_flow=flow, equity=equity) == \
+        expected
