@@ -60,7 +60,7 @@ RECHECK_RETRIES = 3
 MAX_FILLS_PER_ATTEMPT = 10  # partial fills followed within one attempt
 MAX_RETRY_SECONDS = 30  # backoff cap of an emergency close that keeps failing
 FAILURE_ALERT_INTERVAL = timedelta(minutes=5)
-SWEEP_GRACE = timedelta(seconds=5)  # how late a due re-check or close may be
+SWEEP_GRACE = timedelta(seconds=10)  # how late a due re-check or close may be
 SWEEP_LIMIT = 500
 ACTIVE_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
 FINAL_CLOSE = (CloseRequest.Status.DONE, CloseRequest.Status.FAILED,

@@ -91,7 +91,8 @@ def link(broker, member):
 
 def sync(account: TradingAccount) -> TradingAccount:
     outcome = accounts_sync(account_ids=[account.pk])
-    assert account.pk in outcome.synced, TradingAccount.objects.get(pk=account.pk).sync_error_message
+    assert account.pk in outcome.synced, (
+        TradingAccount.objects.get(pk=account.pk).sync_error_message)
     account.refresh_from_db()
     return account
 

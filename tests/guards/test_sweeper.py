@@ -42,7 +42,7 @@ def test_a_close_whose_worker_died_after_sending_is_resumed_and_not_resent(
     now = timezone.now()
     CloseRequest.objects.filter(pk=request.pk).update(
         status=CloseRequest.Status.SENDING, attempts=1, sending_until=now - timedelta(seconds=1),
-        next_attempt_at=now - timedelta(seconds=6))
+        next_attempt_at=now - timedelta(seconds=11))
 
     # its lease has expired: the sweep queues it, once
     assert services.guards_sweep()["closes"] == 1
