@@ -40,6 +40,7 @@ from brokers import mt5_api
 from brokers.bridge.client import BridgeTerminal
 from brokers.errors import BrokerError
 from brokers.gateway import Side
+from brokers.sim.roster import DEMO_WITHDRAWAL_COMMENT
 from config.errors import ApplicationError
 from reconciliation.models import ExpectedTrade
 from reconciliation.services import expected_trade_register
@@ -49,7 +50,8 @@ logger = logging.getLogger(__name__)
 SYMBOL = "EURUSD"
 POINT = Decimal("0.00001")
 SCENARIOS = ("normal", "partial_fill", "slippage", "missing", "hand_close", "weekend_gap",
-             "manual", "sl_mismatch", "unexpected", "overleveraged")
+             "manual", "sl_mismatch", "unexpected", "overleveraged", "withdrawal")
+
 HAND_CLOSE_AFTER = timedelta(seconds=20)
 BOT_CLOSE_AFTER = timedelta(seconds=40)
 
@@ -121,6 +123,15 @@ def _scenario(account: TradingAccount, name: str) -> None:
                     magic=settings.BOT_MAGIC, comment="retry-7")
         # remember that it ran: a cancelled marker trade, never matched
         marker = _register(account, "buy", ref=ref)
+        ExpectedTrade.objects.filter(pk=marker.pk).update(
+            status=ExpectedTrade.Status.CANCELLED)
+        return
+    if name == "withdrawal":
+        # The member takes 30 % of the balance out: money out is not drawdown, so the guard
+        # stays at "ok" (guard_check in the smoke test waits for it and checks).
+        amount = ((account.balance or Decimal(0)) * Decimal("0.30")).quantize(Decimal("0.01"))
+        sim.sim("sim_balance_operation", login, str(-amount), DEMO_WITHDRAWAL_COMMENT)
+        marker = _register(account, "buy", ref=ref)  # it ran: a cancelled marker trade
         ExpectedTrade.objects.filter(pk=marker.pk).update(
             status=ExpectedTrade.Status.CANCELLED)
         return

@@ -16,6 +16,8 @@ from brokers.sim.terminal import SimTerminal
 
 DEMO_SERVER = "SimBroker-Demo"
 BOT_MAGIC = 20240101
+#: The comment of the demo bot's 30 % withdrawal (the smoke test's guard_check looks for it).
+DEMO_WITHDRAWAL_COMMENT = "demo withdrawal 30 %"
 FIRST_LOGIN = 51000001
 LEVERAGES = (30, 100, 100, 200, 500)
 BALANCES = (500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000)

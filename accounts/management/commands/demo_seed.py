@@ -14,8 +14,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import TradingAccount, User
+from accounts.models import TradeServer, TradingAccount, User
 from accounts.services import trading_account_create
+from brokers.servertime import zone_for_offset
 from brokers.sim.roster import demo_roster
 
 
@@ -63,8 +64,24 @@ class Command(BaseCommand):
                 # The roster is the simulated server's own list: verified by construction.
                 TradingAccount.objects.filter(pk=account.pk).update(verified_at=timezone.now())
                 new_accounts += 1
+        self._trade_servers({spec.server for member in roster for spec in member.accounts})
         total = TradingAccount.objects.count()
         self.stdout.write(f"demo ready: {User.objects.filter(role=User.Role.MEMBER).count()} "
                           f"members, {total} accounts ({new_accounts} new)")
         if roster:
             self.stdout.write(f"mini app member: {roster[0].username}")
+
+    def _trade_servers(self, names: set[str]) -> None:
+        """The simulated servers' time zone, as the owner would set it in the admin: the
+        replay's clock is in 2017, so the last tick cannot tell the offset at link time.
+        ``SIM_SERVER_UTC_OFFSET`` (hours, default 2: most MetaTrader 5 brokers run GMT+2)
+        is what the Procfile's terminal is started with."""
+        hours = float(os.environ.get("SIM_SERVER_UTC_OFFSET", "2"))
+        zone = zone_for_offset(round(hours * 60)) or "UTC"
+        for name in sorted(names):
+            TradeServer.objects.update_or_create(name=name, defaults={
+                "timezone": zone, "detection": f"set by the demo seed (the simulated server "
+                                               f"runs at UTC{hours:+g} h)"})
+        if names:
+            self.stdout.write(f"trade servers {', '.join(sorted(names))}: {zone}")
+
