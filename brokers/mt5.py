@@ -40,7 +40,6 @@ from brokers.gateway import (
     BrokerPosition,
     CloseResult,
     Deal,
-    DealKind,
     DealReason,
     OrderResult,
     Quote,
@@ -63,26 +62,6 @@ _DEAL_ENTRIES = {
     mt5_api.DEAL_ENTRY_OUT: "out",
     mt5_api.DEAL_ENTRY_INOUT: "inout",
     mt5_api.DEAL_ENTRY_OUT_BY: "out_by",
-}
-_DEAL_KINDS = {
-    mt5_api.DEAL_TYPE_BUY: DealKind.TRADE,
-    mt5_api.DEAL_TYPE_SELL: DealKind.TRADE,
-    mt5_api.DEAL_TYPE_BALANCE: DealKind.BALANCE,
-    mt5_api.DEAL_TYPE_CREDIT: DealKind.CREDIT,
-    mt5_api.DEAL_TYPE_CHARGE: DealKind.CHARGE,
-    mt5_api.DEAL_TYPE_CORRECTION: DealKind.CORRECTION,
-    mt5_api.DEAL_TYPE_BONUS: DealKind.BONUS,
-    mt5_api.DEAL_TYPE_COMMISSION: DealKind.COMMISSION,
-    mt5_api.DEAL_TYPE_COMMISSION_DAILY: DealKind.COMMISSION,
-    mt5_api.DEAL_TYPE_COMMISSION_MONTHLY: DealKind.COMMISSION,
-    mt5_api.DEAL_TYPE_COMMISSION_AGENT_DAILY: DealKind.COMMISSION,
-    mt5_api.DEAL_TYPE_COMMISSION_AGENT_MONTHLY: DealKind.COMMISSION,
-    mt5_api.DEAL_TYPE_INTEREST: DealKind.INTEREST,
-    mt5_api.DEAL_TYPE_BUY_CANCELED: DealKind.CANCELED,
-    mt5_api.DEAL_TYPE_SELL_CANCELED: DealKind.CANCELED,
-    mt5_api.DEAL_TYPE_DIVIDEND: DealKind.DIVIDEND,
-    mt5_api.DEAL_TYPE_DIVIDEND_FRANKED: DealKind.DIVIDEND,
-    mt5_api.DEAL_TYPE_TAX: DealKind.TAX,
 }
 _TIMEOUT_ERRORS = {mt5_api.RES_E_INTERNAL_FAIL_TIMEOUT}
 _AUTH_ERRORS = {mt5_api.RES_E_AUTH_FAILED}
@@ -326,7 +305,7 @@ class Mt5Gateway:
             magic=_integer(raw, "magic"),
             comment=_text(raw, "comment"),
             time=_epoch(raw, "time", self.server_timezone),
-            kind=_DEAL_KINDS.get(kind, DealKind.OTHER),
+            kind=mt5_api.deal_kind(kind),
         )
 
     def deals(self, since: datetime, until: datetime | None = None) -> list[Deal]:

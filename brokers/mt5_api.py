@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from brokers.gateway import DealKind
+
 # --- last_error() result codes (MetaTrader 5 docs: last_error) ---
 RES_S_OK = 1
 RES_E_FAIL = -1
@@ -199,3 +201,32 @@ RETRYABLE_RETCODES = frozenset(
 )
 # Retcodes that leave the outcome unknown: look the position up before sending again.
 AMBIGUOUS_RETCODES = frozenset({TRADE_RETCODE_TIMEOUT, TRADE_RETCODE_CONNECTION})
+
+
+# --- what a deal is (ENUM_DEAL_TYPE grouped: trades and balance operations) ---
+_DEAL_KINDS = {
+    DEAL_TYPE_BUY: DealKind.TRADE,
+    DEAL_TYPE_SELL: DealKind.TRADE,
+    DEAL_TYPE_BALANCE: DealKind.BALANCE,
+    DEAL_TYPE_CREDIT: DealKind.CREDIT,
+    DEAL_TYPE_CHARGE: DealKind.CHARGE,
+    DEAL_TYPE_CORRECTION: DealKind.CORRECTION,
+    DEAL_TYPE_BONUS: DealKind.BONUS,
+    DEAL_TYPE_COMMISSION: DealKind.COMMISSION,
+    DEAL_TYPE_COMMISSION_DAILY: DealKind.COMMISSION,
+    DEAL_TYPE_COMMISSION_MONTHLY: DealKind.COMMISSION,
+    DEAL_TYPE_COMMISSION_AGENT_DAILY: DealKind.COMMISSION,
+    DEAL_TYPE_COMMISSION_AGENT_MONTHLY: DealKind.COMMISSION,
+    DEAL_TYPE_INTEREST: DealKind.INTEREST,
+    DEAL_TYPE_BUY_CANCELED: DealKind.CANCELED,
+    DEAL_TYPE_SELL_CANCELED: DealKind.CANCELED,
+    DEAL_TYPE_DIVIDEND: DealKind.DIVIDEND,
+    DEAL_TYPE_DIVIDEND_FRANKED: DealKind.DIVIDEND,
+    DEAL_TYPE_TAX: DealKind.TAX,
+}
+
+
+def deal_kind(deal_type: int) -> DealKind:
+    """What a MetaTrader 5 deal type (ENUM_DEAL_TYPE) is: a trade or a balance operation;
+    an unknown type is OTHER (not a cash flow). Used by the adapter and the EA push."""
+    return _DEAL_KINDS.get(deal_type, DealKind.OTHER)

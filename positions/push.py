@@ -223,7 +223,7 @@ def snapshot_fetch(*, account: TradingAccount, snapshot: dict[str, Any]) -> Acco
             entry=_ENTRIES[d["entry"]], reason=_REASONS.get(d["reason"], DealReason.OTHER),
             volume=d["volume"], price=d["price"], profit=d["profit"], swap=d["swap"],
             commission=d["commission"], fee=d["fee"], magic=d["magic"],
-            comment=d["comment"], time=_at(d["time"]),
+            comment=d["comment"], time=_at(d["time"]), kind=mt5_api.deal_kind(d["type"]),
         ) for d in snapshot["deals"]
     )
     return AccountFetch(account_id=account.pk, started_at=timezone.now(), duration_ms=0,

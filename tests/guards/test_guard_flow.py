@@ -237,8 +237,9 @@ def test_a_liquidated_flat_account_opens_no_new_episode(gapped, sim_bridge):
     for request in CloseRequest.objects.filter(account=account):
         services.close_request_execute(close_request_id=request.pk)
     for _ in range(3):
-        account = sync(account)  # still far below the peak, but flat
-    assert account.drawdown_percent > Decimal(20)
+        account = sync(account)  # flat; the baseline restarted at the flat equity
+    assert account.drawdown_percent == Decimal(0)
+    assert account.peak_equity == account.equity
     assert LiquidationEpisode.objects.filter(account=account).count() == 1
     from guards.models import AccountGuardState
 

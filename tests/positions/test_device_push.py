@@ -8,13 +8,14 @@ import hmac
 import json
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import DeviceKey
-from positions.models import Position, SyncLog
+from positions.models import CashFlow, Position, SyncLog
 from reconciliation.models import ReconciliationLog
 from tests.factories import TradingAccountFactory
 
@@ -105,6 +106,26 @@ def test_a_vanished_position_closes_with_the_pushed_deal(anon_api, device, accou
     # realized = −99.00 − 1.50 − 3.50 = −104.00 USD, closed by its stop loss
     assert (position.status, position.close_reason, str(position.realized_pnl)) == (
         "closed", "sl", "-104.00")
+
+
+def test_a_pushed_withdrawal_moves_the_peak_not_the_drawdown(anon_api, device, account):
+    signed(anon_api, device, json.dumps(snapshot(at=int(time.time()) - 10)).encode())
+    account.refresh_from_db()
+    assert account.peak_equity == Decimal("10081.00")
+    later = snapshot()
+    # 2,500 out (DEAL_TYPE_BALANCE = 2, negative): balance 7,500, equity 7,581
+    later["account"].update(balance=7500.0, equity=7581.0, margin_free=6508.81,
+                            margin_level=707.06)
+    later["deals"] = [{"ticket": 9002, "order": 0, "position_id": 0, "symbol": "",
+                       "type": 2, "entry": 0, "reason": 0, "volume": 0.0, "price": 0.0,
+                       "profit": -2500.0, "swap": 0.0, "commission": 0.0, "fee": 0.0,
+                       "magic": 0, "comment": "withdrawal", "time": int(time.time())}]
+    assert signed(anon_api, device, json.dumps(later).encode()).status_code == 200
+    account.refresh_from_db()
+    # peak 10,081 − 2,500 = 7,581 = equity: drawdown 0, not 24.8 %
+    assert (account.peak_equity, account.drawdown_percent) == (Decimal("7581.00"),
+                                                              Decimal("0.00"))
+    assert CashFlow.objects.get(account=account, ticket=9002).amount == Decimal("-2500.00")
 
 
 @pytest.mark.parametrize("attack", ["tampered", "wrong_secret", "stale", "future",
