@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from accounts.models import TradingAccount, money_field, percent_field
+from accounts.models import TradingAccount, money_field, percent_field, validate_iana_zone
 from config.append_only import AppendOnlyModel
 from positions.models import price_field, volume_field
 
@@ -83,7 +83,7 @@ class GuardSettings(models.Model):
     trailing_drawdown_action = models.CharField(max_length=8, choices=Action.choices,
                                                 default=Action.ALERT)
     day_timezone = models.CharField(
-        max_length=64, blank=True, default="",
+        max_length=64, blank=True, default="", validators=[validate_iana_zone],
         help_text="IANA zone where the trading day starts; empty: each account's trade "
                   "server zone (the broker's day)")
     day_rollover = models.TimeField(

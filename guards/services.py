@@ -125,7 +125,8 @@ def settings_snapshot(row: Any, names: tuple[str, ...]) -> dict[str, str | None]
 
 
 GLOBAL_FIELDS = (*OVERRIDABLE, "price_gap_alert_percent", "bid_ask_spread_max_percent",
-                 "min_liquidity_volume_lots", "market_action", "day_timezone")
+                 "min_liquidity_volume_lots", "market_action", "day_timezone", "day_rollover",
+                 "warning_band_points")
 
 
 def guard_settings_audit(*, scope: str, previous: dict, new: dict, changed_by: Any) -> None:
