@@ -104,26 +104,55 @@ def sync_lease_release(*, token: uuid.UUID) -> None:
 
 
 # --- fetch (network, no transaction) ---
-def _pending_positions(account_ids: list[int]) -> dict[int, dict[int, datetime]]:
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A position we believe open (or closed without its closing deal yet)."""
+
+    opened_at: datetime
+    volume: Decimal
+    open: bool
+
+
+def _pending_positions(account_ids: list[int]) -> dict[int, dict[int, Known]]:
     """Tickets we believe open (or closed without a closing deal yet), per account."""
-    pending: dict[int, dict[int, datetime]] = {a: {} for a in account_ids}
+    pending: dict[int, dict[int, Known]] = {a: {} for a in account_ids}
     rows = Position.objects.filter(account_id__in=account_ids).filter(
         Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
-    ).values_list("account_id", "ticket", "opened_at")
-    for account_id, ticket, opened_at in rows:
-        pending[account_id][ticket] = opened_at
+    ).values_list("account_id", "ticket", "opened_at", "volume", "status")
+    for account_id, ticket, opened_at, volume, status in rows:
+        pending[account_id][ticket] = Known(opened_at, volume, status == Position.Status.OPEN)
     return pending
 
 
+def _history_needed(account: TradingAccount, state: AccountState,
+                    positions: tuple[BrokerPosition, ...], pending: dict[int, Known]) -> bool:
+    """Whether this read must look at the deal history for balance operations.
+
+    Every balance operation changes the balance or the credit. A read where both are what
+    we stored and no trade happened (no position opened, closed or partly closed: the
+    tickets and volumes are the ones we hold) cannot hold a cash flow with a net amount,
+    so it skips the history call: the steady state costs no extra round trip. Any trade
+    event reads it, because a realized P&L could mask a deposit of the same size. The
+    first read always does. Two operations that cancel out are recorded at the next read
+    of the history; their net moves nothing either way.
+    """
+    if account.deal_cursor_at is None or account.balance is None:
+        return True
+    if state.balance != account.balance or state.credit != (account.credit or Decimal(0)):
+        return True
+    held = {ticket: known.volume for ticket, known in pending.items() if known.open}
+    return held != {p.ticket: p.volume for p in positions} or len(held) != len(pending)
+
+
 def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
-                  pending: dict[int, datetime], known_symbols: set[str]) -> AccountFetch:
+                  pending: dict[int, Known], known_symbols: set[str]) -> AccountFetch:
     """Read one account: state, positions, the deal history since the last read, new symbols.
 
-    The deal history is read on every cycle, from the newest deal seen
-    (``deal_cursor_at``) or, on the first read, from ``HISTORY_START``: it carries the
-    balance operations (deposits, withdrawals, credit) that move the high-water mark, and
-    the closing deals of positions that vanished. Never raises a BrokerError: a failure
-    comes back as an AccountFetch with its code.
+    The deal history is read from the newest deal seen (``deal_cursor_at``) or, on the
+    first read, from ``HISTORY_START``, whenever the read could hold a balance operation
+    (``_history_needed``): it carries the deposits, withdrawals and credit that move the
+    high-water mark, and the closing deals of positions that vanished. Never raises a
+    BrokerError: a failure comes back as an AccountFetch with its code.
     """
     started_at = timezone.now()
     t0 = time.perf_counter()
@@ -131,12 +160,14 @@ def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
         state = gateway.account_state()
         positions = tuple(gateway.positions())
         listed = {p.ticket for p in positions}
-        since = (account.deal_cursor_at - DEAL_LOOKBACK if account.deal_cursor_at
-                 else HISTORY_START)
-        vanished = [opened for ticket, opened in pending.items() if ticket not in listed]
-        if vanished:
-            since = min(since, min(vanished) - DEAL_LOOKBACK)
-        deals = tuple(gateway.deals(since=since))
+        deals: tuple[Deal, ...] = ()
+        if _history_needed(account, state, positions, pending):
+            since = (account.deal_cursor_at - DEAL_LOOKBACK if account.deal_cursor_at
+                     else HISTORY_START)
+            vanished = [k.opened_at for t, k in pending.items() if t not in listed]
+            if vanished:
+                since = min(since, min(vanished) - DEAL_LOOKBACK)
+            deals = tuple(gateway.deals(since=since))
         specs = tuple(gateway.symbol_spec(s) for s in {p.symbol for p in positions}
                       if s not in known_symbols)
     except (BrokerError, CredentialsUnreadable) as exc:

@@ -197,3 +197,43 @@ def test_gbp_account_profit_is_in_gbp(sim_bridge, linked_account):
     # profit = (bid − open) × 100000 × 1 / 1.25 GBP
     usd = (position.price_current - position.price_open) * 100000
     assert position.profit == pnl.money(usd / Decimal("1.25"))
+
+
+def test_the_history_is_read_whenever_a_cash_flow_is_possible(sim_bridge, linked_account):
+    """The first read, a balance change and any trade read the deal history; a read with
+    the same balance, credit, tickets and volumes cannot hold a net cash flow: no call."""
+    from accounts.gateways import account_gateway
+
+    calls: list[int] = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def deals(self, *args, **kwargs):
+            calls.append(1)
+            return self.inner.deals(*args, **kwargs)
+
+    def read(account):
+        calls.clear()
+        accounts_sync(account_ids=[account.pk], gateway_for=lambda a: Counting(
+            account_gateway(a)))
+        account.refresh_from_db()
+        return len(calls)
+
+    account = linked_account(7101)
+    ticket = open_position(sim_bridge, 7101, "buy", "0.40")
+    assert read(account) == 1  # the first read: the whole history (the baseline)
+    sim_bridge.sim("sim_advance", 1)
+    assert read(account) == 0  # prices moved, nothing else
+    sim_bridge.sim("sim_balance_operation", 7101, "250", "deposit")
+    assert read(account) == 1  # the balance changed
+    assert account.cash_flow_total == Decimal("250.00")
+    sim_bridge.sim("sim_close", 7101, ticket, volume="0.10")
+    assert read(account) == 1  # a partial close: its P&L could mask a deposit
+    assert read(account) == 0
+    sim_bridge.sim("sim_balance_operation", 7101, "75", "credit", kind="credit")
+    assert read(account) == 1 and account.cash_flow_total == Decimal("325.00")
