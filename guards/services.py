@@ -15,6 +15,7 @@ Safety rules:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -25,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework import status
@@ -406,6 +407,18 @@ def liquidation_recheck(*, episode_id: int) -> str:
         return (Outcome.BUSY if LiquidationEpisode.objects.filter(
             pk=episode_id, status=LiquidationEpisode.Status.WARNING).exists()
             else "not_pending")
+    try:
+        return _recheck_leased(episode_id, accounts_sync)
+    except BaseException:
+        # Give the lease back at once, so a retry (a database error) need not wait for it
+        # to expire; if the database is what failed, the lease expires and the sweeper
+        # resumes the episode.
+        with contextlib.suppress(DatabaseError):
+            LiquidationEpisode.objects.filter(pk=episode_id).update(lease_until=None)
+        raise
+
+
+def _recheck_leased(episode_id: int, accounts_sync: Any) -> str:
     episode = LiquidationEpisode.objects.select_related("account").get(pk=episode_id)
     account = episode.account
     outcome = accounts_sync(account_ids=[account.pk])

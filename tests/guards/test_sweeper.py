@@ -106,3 +106,19 @@ def test_a_recheck_that_hits_a_database_error_is_retried(linked_account):
     assert calls == [episode.pk, episode.pk]
     for task in (tasks.liquidation_recheck, tasks.close_request_execute):
         assert task.acks_late and task.reject_on_worker_lost
+
+
+def test_a_recheck_that_fails_gives_its_lease_back(linked_account, monkeypatch):
+    account = linked_account(9605)
+    now = timezone.now()
+    episode = LiquidationEpisode.objects.create(account=account, reason="drawdown_critical",
+                                                started_at=now, recheck_at=now)
+
+    def broken(**_):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr("positions.services.accounts_sync", broken)
+    with pytest.raises(OperationalError):
+        services.liquidation_recheck(episode_id=episode.pk)
+    episode.refresh_from_db()
+    assert episode.lease_until is None  # the retry can claim it at once
