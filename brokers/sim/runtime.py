@@ -10,7 +10,7 @@ from decimal import Decimal
 from brokers.sim.book import SimAccount
 from brokers.sim.prices import ReplayClock, load_bars
 from brokers.sim.roster import demo_roster, seed_terminal
-from brokers.sim.terminal import SimTerminal
+from brokers.sim.terminal import SimTerminal, ticket_seed
 
 logger = logging.getLogger("mt5.sim")
 
@@ -56,8 +56,10 @@ def build_demo_terminal(*, bar_seconds: float, manual: bool, members: int, start
     ``server_utc_offset_hours``: the simulated trade server's UTC offset (SimTerminal)."""
     bars = load_bars()
     clock = ReplayClock(bar_seconds=bar_seconds, start_index=start_bar, manual=manual)
+    # seeded from the clock: a restarted demo terminal never reissues a ticket
     terminal = BridgedSimTerminal(bars=bars, clock=clock,
-                                  server_utc_offset_hours=server_utc_offset_hours)
+                                  server_utc_offset_hours=server_utc_offset_hours,
+                                  first_ticket=ticket_seed())
     roster = demo_roster(n_members=members) if members > 0 else []
     if initial_orders:
         tickets = seed_terminal(terminal, roster)

@@ -93,6 +93,13 @@ BALANCE_DEAL_TYPES = {
 T = TypeVar("T")
 
 
+def ticket_seed() -> int:
+    """A first ticket above any a previous run of the simulated server issued: milliseconds
+    since 1970 (about 1.8e12, within MetaTrader 5's 64-bit tickets). A run would have to
+    issue more than 1,000 tickets a second on average to reach the next run's seed."""
+    return int(time.time() * 1000)
+
+
 def _api(*, needs: str = "login", failure: Any = None) -> Callable[[F], F]:
     """Wrap a MetaTrader5 API method: lock, reset last_error, hold the call to the real
     signature (``brokers.mt5_signatures``), apply call faults, require an initialized
@@ -151,13 +158,18 @@ class SimTerminal:
     ``seed`` only drives cosmetic randomness (``terminal_info().ping_last``).
     ``server_utc_offset_hours`` is the trade server's offset from UTC (e.g. 2.0 for a GMT+2
     server): reported times are shifted by it (see the module docstring).
+    ``first_ticket``: tickets (orders, deals, positions) are issued above it. A real server
+    never reissues a ticket, so a terminal that restarts must start above every ticket it
+    issued before: ``ticket_seed()`` gives one from the clock (the bridge's ``--sim`` uses
+    it); the default keeps tests deterministic.
     Every uppercase constant of ``brokers.mt5_api`` is also a class attribute (set at runtime
     below, so type checkers do not see them: typed code should use ``brokers.mt5_api``).
     """
 
     def __init__(self, *, bars: list[Bar] | None = None, clock: ReplayClock | None = None,
                  accounts: Iterable[SimAccount] = (), spread_points: int = 12,
-                 seed: int = 0, server_utc_offset_hours: float = 0.0) -> None:
+                 seed: int = 0, server_utc_offset_hours: float = 0.0,
+                 first_ticket: int = 1_000_000) -> None:
         self._bars = bars if bars is not None else load_bars()
         if not self._bars:
             raise ValueError("no bars to replay")
@@ -175,7 +187,7 @@ class SimTerminal:
         self._sleep: Callable[[float], None] = time.sleep
         self._faults = FaultQueue()
         self._books: dict[int, Book] = {}
-        self._last_ticket = 1_000_000
+        self._last_ticket = first_ticket
         self._request_id = 0
         self._initialized = False
         self._session: int | None = None

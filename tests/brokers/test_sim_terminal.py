@@ -691,3 +691,22 @@ def test_accounting_identities_hold(currency: str, start: int, steps: list[tuple
             assert info.margin_level > 50  # otherwise the stop-out would have acted
         else:
             assert info.margin_level == 0.0
+
+
+def test_a_restarted_demo_terminal_never_reissues_a_ticket():
+    """A real server never reissues a ticket: the bridge's terminal seeds its counter from
+    the clock, so one started after another issues only higher tickets."""
+    import time as clock
+
+    from brokers.sim.runtime import build_demo_terminal
+
+    first, _ = build_demo_terminal(bar_seconds=3600, manual=True, members=1, start_bar=0,
+                                   bot=False)
+    login = first.sim_logins()[0]
+    issued = [first.sim_open(login, "EURUSD", "buy", "0.01") for _ in range(5)]
+    clock.sleep(0.01)
+    second, _ = build_demo_terminal(bar_seconds=3600, manual=True, members=1, start_bar=0,
+                                    bot=False)
+    again = second.sim_open(login, "EURUSD", "buy", "0.01")
+    assert again > max(issued)
+    assert min(issued) > 1_000_000_000_000  # milliseconds since 1970, not 1,000,001
