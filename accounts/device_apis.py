@@ -15,6 +15,7 @@ from accounts.apis import ERRORS
 from accounts.models import DeviceKey
 from config.api import parse_id
 from config.errors import ApplicationError
+from config.parsers import MarkingJSONParser, non_finite_path
 
 
 class DeviceKeyInput(serializers.Serializer):
@@ -88,6 +89,7 @@ class DeviceSyncApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    parser_classes = [MarkingJSONParser]
 
     @extend_schema(request={"application/json": {"type": "object"}}, parameters=SIGNATURE_HEADERS,
                    responses={200: OpenApiResponse(description="applied or ignored"),
@@ -102,5 +104,13 @@ class DeviceSyncApi(APIView):
                 f"The body is over {settings.DEVICE_SYNC_MAX_BODY_BYTES} bytes.",
                 code="body_too_large", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         key = device_request_verify(headers=request.headers, body=request.body)
-        snapshot = snapshot_validate(request.data)
+        data = request.data
+        # MQL5 can print NaN and Infinity as bare tokens: the parser keeps them as markers
+        # so the answer names the field like any other out-of-range value.
+        field = non_finite_path(data)
+        if field is not None:
+            raise ApplicationError(f"{field}: NaN and infinity are not numbers.",
+                                   code="invalid_snapshot", status_code=422,
+                                   detail={"field": field, "error": "not a finite number"})
+        snapshot = snapshot_validate(data)
         return Response(device_snapshot_apply(key=key, snapshot=snapshot))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,3 +49,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"code": code, "message": message,
                          "detail": response.data if code == "invalid" else {}}
     return response
+
+
+def error_response(*, status_code: int, code: str, message: str,
+                   detail: dict[str, Any] | None = None) -> JsonResponse:
+    """The same ``{"code", "message", "detail"}`` body outside DRF (middleware, handlers)."""
+    return JsonResponse({"code": code, "message": message, "detail": detail or {}},
+                        status=status_code)

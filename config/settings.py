@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.body_size_limit",  # 413 before any view reads a body
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,8 +171,16 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
+    # A body cap and a nesting limit before json recurses (config/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.LimitedJSONParser",
+                               "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# Every request body is capped (413 on every path: config.middleware.body_size_limit), and
+# JSON nests at most API_JSON_MAX_DEPTH levels (400), so no input reaches a 500.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(_positive("DATA_UPLOAD_MAX_MEMORY_SIZE", 524_288))
+API_JSON_MAX_DEPTH = int(_positive("API_JSON_MAX_DEPTH", 32))
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),

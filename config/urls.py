@@ -9,6 +9,9 @@ from notifications import views as mini_app
 
 admin.site.site_header = "Trading back office"
 admin.site.site_title = "Back office"
+# JSON {"code", "message", "detail"} under /api/, Django's pages elsewhere.
+handler404 = "config.views.not_found"
+handler500 = "config.views.server_error"
 
 urlpatterns = [
     path("", views.index, name="index"),

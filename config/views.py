@@ -4,8 +4,10 @@ from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views import defaults
 
 from accounts.models import TradingAccount
+from config.errors import error_response
 from positions.models import Position
 
 
@@ -21,3 +23,22 @@ def index(request: HttpRequest) -> HttpResponse:
         "last_sync_age": None if last_sync is None
         else int((timezone.now() - last_sync).total_seconds()),
     })
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a JSON 404 under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response(status_code=404, code="not_found", message="Not found.")
+    return defaults.page_not_found(request, exception)
+
+
+def api_server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(status_code=500, code="server_error",
+                          message="A server error occurred; it has been logged.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a JSON 500 under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return api_server_error(request)
+    return defaults.server_error(request)

@@ -78,6 +78,25 @@ def device_request_verify(*, headers: Any, body: bytes, now: float | None = None
     return key
 
 
+#: The earliest plausible time in a push (MetaTrader 5 began in 2010; 2000 leaves room).
+EARLIEST = 946_684_800  # 2000-01-01 00:00 UTC
+#: How far ahead of our clock a pushed time may be: MetaTrader 5 times are the trade
+#: server's wall clock (up to UTC+14), plus a skewed terminal clock.
+AHEAD = 2 * 86_400
+
+
+def _not_in_the_future(value: int) -> None:
+    if value > time.time() + AHEAD:
+        raise serializers.ValidationError("Ensure this time is not more than 2 days ahead.")
+
+
+def _unix_time(**kwargs: Any) -> serializers.IntegerField:
+    """Unix seconds between 2000 and two days from now: 2**40 - 1 (year 36812) used to
+    overflow ``datetime`` into a 500."""
+    return serializers.IntegerField(min_value=EARLIEST, validators=[_not_in_the_future],
+                                    **kwargs)
+
+
 def _number(**kwargs: Any) -> serializers.DecimalField:
     # max_digits/decimal_places None: the EA sends doubles; NaN and Infinity are refused.
     return serializers.DecimalField(max_digits=None, decimal_places=None, **kwargs)
@@ -114,7 +133,7 @@ class PositionIn(serializers.Serializer):
     profit = _number(min_value=-MAX_MONEY, max_value=MAX_MONEY)
     magic = serializers.IntegerField(min_value=0, max_value=2**63 - 1, default=0)
     comment = serializers.CharField(max_length=64, allow_blank=True, default="")
-    time = serializers.IntegerField(min_value=0, max_value=2**40)
+    time = _unix_time()
 
 
 class DealIn(serializers.Serializer):
@@ -133,12 +152,11 @@ class DealIn(serializers.Serializer):
     fee = _number(min_value=-MAX_MONEY, max_value=MAX_MONEY, default=Decimal(0))
     magic = serializers.IntegerField(min_value=0, max_value=2**63 - 1, default=0)
     comment = serializers.CharField(max_length=64, allow_blank=True, default="")
-    time = serializers.IntegerField(min_value=0, max_value=2**40)
+    time = _unix_time()
 
 
 class SnapshotIn(serializers.Serializer):
-    time = serializers.IntegerField(min_value=0, max_value=2**40,
-                                    help_text="Unix seconds of the snapshot (terminal clock)")
+    time = _unix_time(help_text="Unix seconds of the snapshot (terminal clock)")
     account = AccountInfoIn()
     positions = serializers.ListField(child=PositionIn(), max_length=MAX_POSITIONS)
     deals = serializers.ListField(child=DealIn(), max_length=MAX_POSITIONS, required=False,
