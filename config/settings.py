@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "risk",
     "guards",
     "notifications",
+    "dashboard",  # reads every app for the admin index and /metrics: last, on top
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,9 @@ CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_IGNORE_RESULT = True
+# Task events for Flower (task list, not only workers): sent, received, started, succeeded.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
+from dashboard import views as dashboard_views
 from notifications import views as mini_app
 
 admin.site.site_header = "Trading back office"
@@ -21,5 +22,6 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("django_prometheus.urls")),  # GET /metrics
+    # GET /metrics: django-prometheus's export plus the database gauges
+    path("metrics", dashboard_views.metrics, name="prometheus-django-metrics"),
 ]

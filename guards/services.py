@@ -685,6 +685,8 @@ def _close_request_record(request: CloseRequest, *, sends: list[_Send],
             retcode=send.retcode, comment=send.comment[:200], price=send.price,
             volume=send.volume, realized_pnl=realized if send is last else None,
             duration_ms=send.duration_ms, created_at=now) for send in sends])
+        for send in sends:
+            metrics.close_attempts_total.labels(outcome=send.outcome).inc()
         filled = sum((s.volume or Decimal(0) for s in sends
                       if s.outcome in (Outcome.DONE, Outcome.PARTIAL)), Decimal(0))
         fields: dict[str, Any] = {"last_retcode": last.retcode, "sending_until": None,
