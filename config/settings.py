@@ -323,6 +323,12 @@ if abs(sum(ENTRY_SPLIT_PERCENTS) - 100) > 1e-9 or min(ENTRY_SPLIT_PERCENTS) < 0:
     raise ImproperlyConfigured("ENTRY_SPLIT_{1,2,3}_PERCENT must be ≥ 0 and sum to 100")
 DEVICE_SYNC_MAX_AGE_SECONDS = int(_positive("DEVICE_SYNC_MAX_AGE_SECONDS", 300))
 DEVICE_SYNC_MAX_BODY_BYTES = int(_positive("DEVICE_SYNC_MAX_BODY_BYTES", 512_000))
+# An EA push must add up (positions.plausibility): identities within this % of the balance
+# (at least 1.00), equity within PUSH_MAX_JUMP_PERCENT of the last good read unless cash
+# flows explain it; a rejected push alerts the owners at most once per account per window.
+PUSH_PLAUSIBILITY_TOLERANCE_PERCENT = _positive("PUSH_PLAUSIBILITY_TOLERANCE_PERCENT", 0.5)
+PUSH_MAX_JUMP_PERCENT = _positive("PUSH_MAX_JUMP_PERCENT", 20)
+PUSH_REJECT_ALERT_SECONDS = int(_positive("PUSH_REJECT_ALERT_SECONDS", 300))
 MAX_DRAWDOWN_PERCENT = _positive("MAX_DRAWDOWN_PERCENT", 20)
 DRAWDOWN_ALERT_THRESHOLD_PERCENT = _positive("DRAWDOWN_ALERT_THRESHOLD_PERCENT", 15)
 MIN_EQUITY = _positive("MIN_EQUITY", 100)

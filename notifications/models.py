@@ -39,6 +39,7 @@ class Alert(models.Model):
         ACCOUNT_RECOVERED = "account_recovered", "Account recovered"
         PERIOD_RULE = "period_rule", "Period loss rule"
         READ_ONLY = "read_only", "Read-only account: not closed"
+        PUSH_REJECTED = "push_rejected", "EA push rejected as implausible"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -30,3 +30,21 @@ positions_cache_hit_total = Counter(
     "positions_cache_hit",
     "Position API answers served from the last sync, without asking the broker.",
 )
+
+push_rejected_total = Counter(
+    "positions_push_rejected",
+    "EA pushes stored as rejected because their figures do not add up, by the check failed "
+    "(equity_identity, free_margin, margin_level, margin, jump).",
+    ["check"],
+)
+account_identity_residual = Histogram(
+    "positions_account_identity_residual",
+    "|equity − (balance + credit + Σ position profit and swap)| of each good read, in the "
+    "account currency (a tick between the account and the positions reads).",
+    buckets=(0.005, 0.01, 0.1, 1, 5, 10, 50, 100, 1000),
+)
+account_reread_total = Counter(
+    "positions_account_reread",
+    "Reads taken twice because the account and its positions did not add up (a tick "
+    "between the two calls).",
+)

@@ -97,6 +97,9 @@ class EquitySnapshot(models.Model):
     open_positions = models.PositiveIntegerField()
     cash_flow = money_field(default=0, help_text="Balance operations seen in this sync "
                                                  "(deposits − withdrawals …), moved the peak")
+    identity_residual = money_field(
+        null=True, blank=True,
+        help_text="equity − (balance + credit + Σ position profit and swap) of this read")
 
     class Meta:
         indexes = [
@@ -142,6 +145,8 @@ class SyncLog(models.Model):
     class Result(models.TextChoices):
         OK = "ok", "OK"
         FAILED = "failed", "Failed"
+        # an EA push that does not add up (positions.plausibility): stored, never applied
+        REJECTED = "rejected", "Rejected"
 
     account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
                                 related_name="sync_logs")

@@ -26,14 +26,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers, status
 
 from accounts.crypto import CredentialsUnreadable, secret_decrypt
-from accounts.models import DeviceKey, TradingAccount
+from accounts.models import DeviceKey, TradingAccount, User
 from brokers import mt5_api
 from brokers.gateway import AccountState, BrokerPosition, Deal, DealReason, Side
 from config.errors import ApplicationError
+from positions import metrics, plausibility
+from positions.models import CashFlow, Instrument, SyncLog
 from positions.services import AccountFetch, sync_lease_acquire, sync_lease_release
 from positions.services import sync_results_apply as apply
 
@@ -248,6 +251,61 @@ def snapshot_fetch(*, account: TradingAccount, snapshot: dict[str, Any]) -> Acco
                         state=state, positions=positions, deals=deals)
 
 
+def push_implausibility(*, account: TradingAccount, fetch: AccountFetch
+                        ) -> plausibility.Implausible | None:
+    """``positions.plausibility.read_implausibility`` for a pushed read, against the
+    account's last good read and the contract sizes we know for its server. Only balance
+    operations not recorded before count as an explanation for an equity jump."""
+    assert fetch.state is not None and fetch.positions is not None
+    previous = None
+    if account.equity is not None and account.balance is not None:
+        previous = plausibility.Previous(equity=account.equity, balance=account.balance)
+    cash_deals = [d for d in fetch.deals if d.kind.is_cash_flow]
+    seen = set(CashFlow.objects.filter(account=account, ticket__in=[d.ticket for d in cash_deals])
+               .values_list("ticket", flat=True)) if cash_deals else set()
+    sizes = dict(Instrument.objects.filter(
+        server=account.server, symbol__in={p.symbol for p in fetch.positions})
+        .values_list("symbol", "contract_size"))
+    return plausibility.read_implausibility(
+        state=fetch.state, positions=fetch.positions,
+        deals=[d for d in cash_deals if d.ticket not in seen], previous=previous,
+        contract_sizes=sizes,
+        tolerance_percent=Decimal(str(settings.PUSH_PLAUSIBILITY_TOLERANCE_PERCENT)),
+        max_jump_percent=Decimal(str(settings.PUSH_MAX_JUMP_PERCENT)))
+
+
+def push_reject(*, account: TradingAccount, fetch: AccountFetch,
+                verdict: plausibility.Implausible) -> SyncLog:
+    """Store an implausible push as a rejected sync log (its figures beside the account's)
+    and alert the platform's owners, at most once per account per ``PUSH_REJECT_ALERT_
+    SECONDS``; nothing else is written: no figure, position, snapshot, peak or guard."""
+    from notifications.services import alert_enqueue
+
+    assert fetch.state is not None and fetch.positions is not None
+    state = fetch.state
+    pushed = {"balance": str(state.balance), "credit": str(state.credit),
+              "equity": str(state.equity), "margin": str(state.margin),
+              "free_margin": str(state.free_margin),
+              "margin_level": None if state.margin_level is None else str(state.margin_level),
+              "profit": str(state.profit), "open_positions": len(fetch.positions)}
+    stored = {"balance": str(account.balance), "equity": str(account.equity),
+              "peak_equity": str(account.peak_equity)}
+    metrics.push_rejected_total.labels(check=verdict.check).inc()
+    with transaction.atomic():
+        log = SyncLog.objects.create(
+            account=account, started_at=fetch.started_at, duration_ms=0,
+            result=SyncLog.Result.REJECTED, error_code=f"implausible_{verdict.check}",
+            error_message=verdict.reason, before=stored, after=pushed)
+        if cache.add(f"push-rejected-alert:{account.pk}", 1,
+                     timeout=settings.PUSH_REJECT_ALERT_SECONDS):
+            for owner in User.objects.filter(role=User.Role.OWNER, is_active=True):
+                alert_enqueue(user=owner, account=account, kind="push_rejected",
+                              text=f"{account.login}@{account.server}: an EA push was "
+                                   f"rejected ({verdict.check}): {verdict.reason}",
+                              payload={"check": verdict.check, "sync_log": log.pk})
+    return log
+
+
 def device_snapshot_apply(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Apply a verified, validated snapshot through the sync service (one code path).
 
@@ -260,21 +318,32 @@ def device_snapshot_apply(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[s
                                code="login_mismatch", status_code=422,
                                detail={"field": "account.login"})
     taken_at = _at(snapshot["time"])
+    verdict: plausibility.Implausible | None = None
     token, leased = sync_lease_acquire(account_ids=[account.pk])
     if not leased:
         raise ApplicationError("A sync of this account is running; send again shortly.",
                                code="sync_in_progress", status_code=409,
                                headers={"Retry-After": "1"})
     try:
-        # Checked under the lease: two pushes racing each other are ordered here.
-        last = TradingAccount.objects.values_list("last_snapshot_at", flat=True).get(
-            pk=account.pk)
-        if last is not None and taken_at <= last:
+        # Checked under the lease: two pushes racing each other are ordered here, and the
+        # last good read the plausibility check compares with cannot move meanwhile.
+        current = TradingAccount.objects.get(pk=account.pk)
+        if current.last_snapshot_at is not None and taken_at <= current.last_snapshot_at:
             return {"status": "ignored_out_of_order", "account_id": account.pk}
-        outcome = apply(fetches=[snapshot_fetch(account=account, snapshot=snapshot)],
-                        token=token)
+        fetch = snapshot_fetch(account=account, snapshot=snapshot)
+        verdict = push_implausibility(account=current, fetch=fetch)
+        if verdict is not None:
+            push_reject(account=current, fetch=fetch, verdict=verdict)
+        else:
+            outcome = apply(fetches=[fetch], token=token)
     finally:
         sync_lease_release(token=token)
+    if verdict is not None:
+        raise ApplicationError(
+            f"The snapshot does not add up ({verdict.check}): {verdict.reason}. It was "
+            "stored as rejected and the owner alerted; nothing moved.",
+            code="implausible_snapshot", status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail={"check": verdict.check, "reason": verdict.reason})
     if outcome.synced:
         TradingAccount.objects.filter(pk=account.pk).update(last_snapshot_at=taken_at)
         DeviceKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())

@@ -33,7 +33,7 @@ from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
 from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
-from positions import metrics, pnl
+from positions import metrics, plausibility, pnl
 from positions.models import CashFlow, EquitySnapshot, Instrument, Position, SyncLog
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,24 @@ def _history_needed(account: TradingAccount, state: AccountState,
     return held != {p.ticket: p.volume for p in positions} or len(held) != len(pending)
 
 
+def _consistent_read(gateway: BrokerGateway
+                     ) -> tuple[AccountState, tuple[BrokerPosition, ...]]:
+    """The account, then its positions (always in that order); read both again, once, when
+    equity ≠ balance + credit + Σ(profit + swap) beyond cent rounding (a tick moved between
+    the two calls), and keep the pair that adds up better. Raises BrokerError."""
+    state = gateway.account_state()
+    positions = tuple(gateway.positions())
+    residual = abs(plausibility.identity_residual(state=state, positions=positions))
+    if residual > plausibility.read_tolerance(positions=len(positions)):
+        metrics.account_reread_total.inc()
+        again = gateway.account_state()
+        again_positions = tuple(gateway.positions())
+        if abs(plausibility.identity_residual(state=again, positions=again_positions)
+               ) < residual:
+            return again, again_positions
+    return state, positions
+
+
 def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
                   pending: dict[int, Known], known_symbols: set[str]) -> AccountFetch:
     """Read one account: state, positions, the deal history since the last read, new symbols.
@@ -157,8 +175,7 @@ def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
     started_at = timezone.now()
     t0 = time.perf_counter()
     try:
-        state = gateway.account_state()
-        positions = tuple(gateway.positions())
+        state, positions = _consistent_read(gateway)
         listed = {p.ticket for p in positions}
         deals: tuple[Deal, ...] = ()
         if _history_needed(account, state, positions, pending):
@@ -348,6 +365,8 @@ def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int,
         account.baseline_reset_requested = False
         account.baseline_started_at = now
     drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
+    residual = plausibility.identity_residual(state=state, positions=fetch.positions)
+    metrics.account_identity_residual.observe(float(abs(residual)))
     account.currency = state.currency
     account.leverage = state.leverage
     account.balance = state.balance
@@ -370,6 +389,7 @@ def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int,
         margin=state.margin, free_margin=state.free_margin,
         margin_level=state.margin_level, profit=state.profit, peak_equity=peak,
         drawdown_percent=drawdown, open_positions=len(fetch.positions), cash_flow=cash_flow,
+        identity_residual=residual,
     ))
     writes.logs.append(SyncLog(
         account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,

@@ -97,6 +97,10 @@ def test_a_signed_snapshot_is_synced_like_a_pull(anon_api, device, account):
 def test_a_vanished_position_closes_with_the_pushed_deal(anon_api, device, account):
     signed(anon_api, device, json.dumps(snapshot(at=int(time.time()) - 10)).encode())
     later = snapshot(positions=[])
+    # flat after the stop: the −104.00 realized is in the balance, no margin (a push must
+    # add up: positions.plausibility)
+    later["account"].update(balance=9896.0, profit=0.0, equity=9896.0, margin=0.0,
+                            margin_free=9896.0, margin_level=0.0)
     later["deals"] = [{"ticket": 9001, "order": 9000, "position_id": 501, "symbol": "EURUSD",
                        "type": 1, "entry": 1, "reason": 4, "volume": 1.0, "price": 1.0712,
                        "profit": -99.0, "swap": -1.5, "commission": -3.5, "fee": 0.0,
