@@ -254,10 +254,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 1.0,
         "options": {"expires": 5},
     },
-    "sync-mark-stale": {
+    "sync-mark-stale": {  # stale within 3 cadences of the last good read
         "task": "positions.tasks.sync_mark_stale",
-        "schedule": 30.0,
-        "options": {"expires": 25},
+        "schedule": 5.0,
+        "options": {"expires": 5},
     },
     "guards-market-scan": {
         "task": "guards.tasks.market_guard_scan",
@@ -310,6 +310,9 @@ FORCE_REFRESH_MIN_SECONDS = int(_positive("FORCE_REFRESH_MIN_SECONDS", 10))
 MT5_ACCOUNT_FRESHNESS_MINUTES = _positive("MT5_ACCOUNT_FRESHNESS_MINUTES", 5)
 ACCOUNT_CACHE_TTL_SECONDS = _positive("ACCOUNT_CACHE_TTL_SECONDS", 30)
 SYNC_DEFAULT_CADENCE_SECONDS = int(_positive("SYNC_DEFAULT_CADENCE_SECONDS", 10))
+# /healthz: 503 when the dispatcher's heartbeat is older, or more accounts are stale
+HEALTH_DISPATCHER_MAX_AGE_SECONDS = _positive("HEALTH_DISPATCHER_MAX_AGE_SECONDS", 5)
+HEALTH_STALE_MAX_PERCENT = _positive("HEALTH_STALE_MAX_PERCENT", 10)
 SYNC_BATCH_SIZE = int(_positive("SYNC_BATCH_SIZE", 20))
 SYNC_MAX_DISPATCH = int(_positive("SYNC_MAX_DISPATCH", 2000))
 SYNC_LOG_RETENTION_DAYS = int(_positive("SYNC_LOG_RETENTION_DAYS", 90))

@@ -17,6 +17,7 @@ handler500 = "config.views.server_error"
 urlpatterns = [
     path("", views.index, name="index"),
     path("healthz", health.healthz, name="healthz"),
+    path("livez", health.livez, name="livez"),
     path("app/", mini_app.mini_app, name="mini-app"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),

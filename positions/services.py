@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 120
 DISPATCH_EXPIRY = timedelta(seconds=60)  # the accounts_sync task's own expiry
 MAX_BACKOFF_SECONDS = 300
+STALE_AFTER_CADENCES = 3  # a last good read older than 3 cadences: the figures are stale
 DEAL_LOOKBACK = timedelta(minutes=1)
 #: The first read of an account asks for its whole history (MetaTrader 5 began in 2010).
 HISTORY_START = datetime(2000, 1, 1, tzinfo=UTC)
@@ -629,12 +630,20 @@ def sync_dispatch(*, limit: int, batch_size: int,
     return len(ids)
 
 
-def sync_mark_stale(*, freshness: timedelta) -> int:
-    """Healthy accounts without a good sync within ``freshness`` become stale."""
-    cutoff = timezone.now() - freshness
-    return TradingAccount.objects.filter(
-        sync_status=Status.HEALTHY, last_synced_at__lt=cutoff
-    ).update(sync_status=Status.STALE)
+def sync_mark_stale(*, cadences: int = STALE_AFTER_CADENCES,
+                    now: datetime | None = None) -> int:
+    """Healthy accounts whose last good read is older than ``cadences`` × their own
+    cadence become stale, so a hung terminal shows within 30 s on the 10 s default, not
+    after minutes. One UPDATE per distinct cadence (a handful). Returns how many."""
+    now = now or timezone.now()
+    marked = 0
+    healthy = TradingAccount.objects.filter(sync_status=Status.HEALTHY)
+    for cadence in set(healthy.values_list("sync_cadence_seconds", flat=True)):
+        marked += healthy.filter(
+            sync_cadence_seconds=cadence,
+            last_synced_at__lt=now - timedelta(seconds=cadence * cadences),
+        ).update(sync_status=Status.STALE)
+    return marked
 
 
 def sync_logs_prune(*, older_than: timedelta, batch_size: int = 5000) -> int:

@@ -54,9 +54,7 @@ def sync_dispatch() -> int:
 
 @shared_task(soft_time_limit=30, time_limit=60)
 def sync_mark_stale() -> int:
-    return services.sync_mark_stale(
-        freshness=timedelta(minutes=settings.MT5_ACCOUNT_FRESHNESS_MINUTES)
-    )
+    return services.sync_mark_stale()
 
 
 @shared_task(soft_time_limit=300, time_limit=600)

@@ -49,14 +49,20 @@ def test_inactive_and_not_yet_due_accounts_are_left_alone(member):
 
 @pytest.mark.django_db
 def test_healthy_accounts_without_a_recent_sync_turn_stale(member):
-    fresh, old = make_accounts(member, 2)
+    """Stale once the last good read is older than 3 × the account's own cadence."""
+    fresh, old, slow = make_accounts(member, 3)
     now = timezone.now()
-    TradingAccount.objects.filter(pk=fresh.pk).update(sync_status="healthy", last_synced_at=now)
+    TradingAccount.objects.filter(pk=fresh.pk).update(
+        sync_status="healthy", last_synced_at=now - timedelta(seconds=29))  # 10 s: < 30 s
     TradingAccount.objects.filter(pk=old.pk).update(
-        sync_status="healthy", last_synced_at=now - timedelta(minutes=6))
-    assert sync_mark_stale(freshness=timedelta(minutes=5)) == 1
+        sync_status="healthy", last_synced_at=now - timedelta(seconds=31))  # 10 s: > 30 s
+    TradingAccount.objects.filter(pk=slow.pk).update(  # 60 s cadence: fresh for 180 s
+        sync_status="healthy", sync_cadence_seconds=60,
+        last_synced_at=now - timedelta(seconds=120))
+    assert sync_mark_stale(now=now) == 1
     old.refresh_from_db()
     assert old.sync_status == TradingAccount.SyncStatus.STALE
+    assert TradingAccount.objects.filter(sync_status="healthy").count() == 2
 
 
 @pytest.mark.postgres
