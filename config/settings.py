@@ -244,7 +244,8 @@ CELERY_TASK_ROUTES = {
     "guards.tasks.*": {"queue": "guards"},
     "notifications.tasks.*": {"queue": "notify"},
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler behind a lease: one beat sends, another idles
+CELERY_BEAT_SCHEDULER = "config.beat:SingletonScheduler"
 # Beat sleeps at most this long between looks at its schedule. The DatabaseScheduler's
 # default is 5 s, which would stretch a 1 s dispatcher tick to 5 s.
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1

@@ -211,3 +211,16 @@ class DispatcherHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.ticks} ticks"
+
+
+class BeatLease(models.Model):
+    """Who runs the one Celery beat: a second beat started by mistake would double every
+    schedule, so the beat holding an unexpired lease sends and any other idles
+    (``config.beat.SingletonScheduler``)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=128)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"

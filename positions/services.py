@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from accounts.models import BaselineReset, TradingAccount
 from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
 from positions import metrics, plausibility, pnl
-from positions.models import CashFlow, EquitySnapshot, Instrument, Position, SyncLog
+from positions.models import BeatLease, CashFlow, EquitySnapshot, Instrument, Position, SyncLog
 
 logger = logging.getLogger(__name__)
 
@@ -684,3 +684,30 @@ def positions_force_refresh(*, account: TradingAccount, min_interval: int) -> Sy
             detail={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
         )
     return accounts_sync(account_ids=[account.pk])
+
+
+# --- the one beat ---
+def beat_lease_hold(*, holder: str, seconds: float, name: str = "beat") -> bool:
+    """Take or renew the beat lease for ``holder``; False while another holder's lease has
+    not expired. One conditional UPDATE decides it (two beats racing: the second's UPDATE
+    matches no row once the first one's commit is visible); the row is created on first
+    use, and a creation race ends in the unique constraint."""
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds)
+    taken = BeatLease.objects.filter(name=name).filter(
+        Q(holder=holder) | Q(expires_at__lt=now)).update(holder=holder, expires_at=until)
+    if taken:
+        return True
+    if BeatLease.objects.filter(name=name).exists():
+        return False
+    try:
+        with transaction.atomic():
+            BeatLease.objects.create(name=name, holder=holder, expires_at=until)
+    except IntegrityError:
+        return False
+    return True
+
+
+def beat_lease_release(*, holder: str, name: str = "beat") -> None:
+    """Give the lease up at shutdown, so a restarted beat need not wait for it to expire."""
+    BeatLease.objects.filter(name=name, holder=holder).delete()
