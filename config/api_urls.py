@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.urls import path, register_converter
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimaryApi
+from accounts.auth_apis import TokenObtainApi, TokenRefreshApi
 from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
 from config.api import AnyIdConverter
 from guards.apis import GuardsApi, ManualCloseApi, PlatformStateApi
@@ -23,8 +23,8 @@ from risk.apis import PositionSizeApi, RiskConfigApi, RiskConfigHistoryApi
 register_converter(AnyIdConverter, "anyid")
 
 urlpatterns = [
-    path("auth/token", TokenObtainPairView.as_view(), name="token"),
-    path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token", TokenObtainApi.as_view(), name="token"),
+    path("auth/token/refresh", TokenRefreshApi.as_view(), name="token-refresh"),
     path("auth/telegram", TelegramAuthApi.as_view(), name="token-telegram"),
     path("accounts", AccountListCreateApi.as_view(), name="accounts"),
     path("accounts/<anyid:account_id>", AccountDetailApi.as_view(), name="account"),

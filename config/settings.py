@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # rotated and revoked refresh tokens
+    "axes",  # admin sign-in lockout
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -79,12 +81,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers the admin's locked-out sign-ins
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
+# django-axes first: it counts the admin's failed sign-ins and refuses a locked-out one
+# before the password is hashed. Only the admin site: the API has DRF throttles
+# (accounts.auth_apis). Locked out by username and, separately, by address.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = int(_positive("AXES_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(minutes=_positive("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Proxies in front of the web process whose X-Forwarded-For hops are trusted (0: none):
+# the client address the throttles and the lockout count by.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
 
 TEMPLATES = [
     {
@@ -177,6 +194,12 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # sign-in attempts (accounts.auth_apis), counted before any password hash
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": env.str("LOGIN_RATE_PER_IP", default="20/min"),
+        "login_username": env.str("LOGIN_RATE_PER_USERNAME", default="5/min"),
+    },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 # Every request body is capped (413 on every path: config.middleware.body_size_limit), and
 # JSON nests at most API_JSON_MAX_DEPTH levels (400), so no input reaches a 500.
@@ -186,6 +209,12 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # a refresh token works once (rotated, the used one blacklisted); a password change or a
+    # deactivation revokes them all (accounts.tokens), and access tokens carry a hash of
+    # the password, so they die with it too
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trading back office API",

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.apis import ERRORS
+from accounts.auth_apis import LoginIpThrottle
 from accounts.models import User
 from config.errors import ApplicationError
 from notifications.initdata import InitDataError, TelegramUser, validate
@@ -50,6 +51,7 @@ def telegram_member(tg: TelegramUser) -> tuple[User, bool]:
 class TelegramAuthApi(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    throttle_classes = [LoginIpThrottle]  # before the HMAC check, like a password
 
     @extend_schema(request=InitDataInput, responses={200: TokenPairOutput, **ERRORS},
                    summary="Sign in from the Telegram mini app with its initData")

@@ -1,0 +1,50 @@
+"""Sign-in with a password: POST /api/v1/auth/token and /auth/token/refresh, throttled.
+
+simplejwt's views with DRF throttles in front: per IP (``LOGIN_RATE_PER_IP``) and per
+username (``LOGIN_RATE_PER_USERNAME``, the username lower-cased). DRF checks throttles in
+``APIView.initial``, before the serializer runs, so a throttled attempt costs a cache
+round trip and never a password hash (four wrong-password loops had slowed every other
+request twentyfold). Every attempt counts, right or wrong: a guesser cannot interleave the
+real password to reset the count. The refresh is throttled per IP; its tokens rotate and
+the used one is blacklisted (``SIMPLE_JWT``), and ``accounts.tokens`` revokes a user's
+tokens when their password changes or they are deactivated.
+"""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+
+class LoginIpThrottle(SimpleRateThrottle):
+    """Sign-in attempts per client address (``REST_FRAMEWORK['NUM_PROXIES']`` decides
+    which X-Forwarded-For hop that is)."""
+
+    scope = "login_ip"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginUsernameThrottle(SimpleRateThrottle):
+    """Sign-in attempts per username, from any address."""
+
+    scope = "login_username"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        data = request.data  # parsed by the capped, depth-limited parser
+        username = data.get("username") if hasattr(data, "get") else None
+        if not isinstance(username, str) or not username.strip():
+            return None  # nothing to count: the serializer refuses it (400)
+        ident = username.strip().lower()[:150]
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class TokenObtainApi(TokenObtainPairView):
+    throttle_classes = [LoginIpThrottle, LoginUsernameThrottle]
+
+
+class TokenRefreshApi(TokenRefreshView):
+    throttle_classes = [LoginIpThrottle]
