@@ -14,6 +14,9 @@ from config.settings import SIMPLE_JWT as _PROJECT_SIMPLE_JWT
 
 ROOT_URLCONF = "bench.urls"
 DEBUG = False
+# plain http on loopback: no TLS redirect (HTTPS is on by default with DEBUG off)
+SECURE_SSL_REDIRECT = False
+METRICS_AUTH_REQUIRED = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 # One token per member is minted before the run and reused for all of it.
 SIMPLE_JWT = {**_PROJECT_SIMPLE_JWT, "ACCESS_TOKEN_LIFETIME": timedelta(days=1)}

@@ -46,6 +46,29 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000"])
 
+# --- HTTPS: each setting from the environment, all on by default when DEBUG is off
+# (``HTTPS=false`` turns the defaults off: the demo on plain http://127.0.0.1, the tests).
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips a client's own).
+HTTPS = env.bool("HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+# the load balancer's health check and Prometheus's scrape may come over plain http
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# /metrics: with METRICS_BEARER_TOKEN (Authorization: Bearer …) or METRICS_BASIC_AUTH
+# (user:password) set, only a scrape that presents one is answered; without either, it is
+# refused when METRICS_AUTH_REQUIRED (on by default with HTTPS). config.middleware.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_BASIC_AUTH = env.str("METRICS_BASIC_AUTH", default="")
+if METRICS_BASIC_AUTH and ":" not in METRICS_BASIC_AUTH:
+    raise ImproperlyConfigured("METRICS_BASIC_AUTH must be user:password")
+METRICS_AUTH_REQUIRED = env.bool("METRICS_AUTH_REQUIRED", default=HTTPS)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -74,6 +97,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.body_size_limit",  # 413 before any view reads a body
+    "config.middleware.metrics_auth",  # /metrics: a bearer token or basic auth
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
