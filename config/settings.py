@@ -277,6 +277,12 @@ else:
     # limit), or a slow task would run twice at once; meanwhile the guards' sweeper resumes
     # lost closes and re-checks within seconds (guards.services.guards_sweep).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport that survives a Redis restart (config/redis_transport.py)
+    CELERY_BROKER_TRANSPORT = "config.redis_transport:Transport"
+# Tasks running when the broker connection drops are cancelled and delivered again (they
+# are idempotent), as Celery 6 will do by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Survive a broker restart: keep reconnecting, forever (Celery: broker_connection_retry).
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
