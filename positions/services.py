@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
-from brokers.errors import BrokerError, BrokerUnavailable
+from brokers.errors import BrokerError, BrokerTimeout, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
 from positions import metrics, plausibility, pnl
 from positions.models import BeatLease, CashFlow, EquitySnapshot, Instrument, Position, SyncLog
@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 120
 DISPATCH_EXPIRY = timedelta(seconds=60)  # the accounts_sync task's own expiry
 MAX_BACKOFF_SECONDS = 300
+#: A batch stops reading after this long and writes what it has: well inside the sync
+#: task's 60 s soft time limit, even when the terminal hangs (each call then waits 12 s).
+BATCH_FETCH_DEADLINE_SECONDS = 30.0
+TIMEOUTS_BEFORE_GIVING_UP = 2  # timeouts in a row: the terminal is hung, stop asking it
 STALE_AFTER_CADENCES = 3  # a last good read older than 3 cadences: the figures are stale
 DEAL_LOOKBACK = timedelta(minutes=1)
 #: The first read of an account asks for its whole history (MetaTrader 5 began in 2010).
@@ -544,9 +548,54 @@ def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> None:
 GatewayFactory = Callable[[TradingAccount], BrokerGateway]
 
 
-def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None = None
-                  ) -> SyncOutcome:
-    """One full cycle for a batch of accounts: lease, fetch each, apply all, release.
+def _not_read(account: TradingAccount, code: str, message: str) -> AccountFetch:
+    return AccountFetch(account_id=account.pk, started_at=timezone.now(), duration_ms=0,
+                        error_code=code, error_message=message)
+
+
+def _fetch_all(accounts: list[TradingAccount], gateway_for: GatewayFactory,
+               pending: dict[int, dict[int, Known]], known: set[tuple[str, str]],
+               deadline: float) -> list[AccountFetch]:
+    """Read each account in turn, within ``deadline`` seconds in all.
+
+    A hung terminal answers nothing: each call then waits for its own timeout. So the batch
+    stops reading once ``deadline`` has passed, or after ``TIMEOUTS_BEFORE_GIVING_UP``
+    timeouts in a row, and the accounts not read are recorded as failed reads ("unknown",
+    their figures kept, stale): the batch writes what it has well inside the task's time
+    limit instead of being killed with nothing written.
+    """
+    started = time.monotonic()
+    fetches: list[AccountFetch] = []
+    timeouts = 0
+    for account in accounts:
+        if time.monotonic() - started > deadline:
+            fetches.append(_not_read(account, "batch_deadline",
+                                     f"not read: the batch's {deadline:g} s were up"))
+            continue
+        if timeouts >= TIMEOUTS_BEFORE_GIVING_UP:
+            fetches.append(_not_read(account, "terminal_unresponsive",
+                                     "not read: the terminal timed out on the accounts "
+                                     "before it in this batch"))
+            continue
+        try:
+            gateway = gateway_for(account)
+        except CredentialsUnreadable as exc:
+            fetches.append(AccountFetch(account_id=account.pk, started_at=timezone.now(),
+                                        duration_ms=0, error_code=exc.code,
+                                        error_message=str(exc), needs_person=True))
+            continue
+        fetch = account_fetch(account=account, gateway=gateway, pending=pending[account.pk],
+                              known_symbols={sym for srv, sym in known
+                                             if srv == account.server})
+        timeouts = timeouts + 1 if fetch.error_code == BrokerTimeout.code else 0
+        fetches.append(fetch)
+    return fetches
+
+
+def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None = None,
+                  deadline: float = BATCH_FETCH_DEADLINE_SECONDS) -> SyncOutcome:
+    """One full cycle for a batch of accounts: lease, fetch each (within ``deadline``
+    seconds in all: ``_fetch_all``), apply all, release.
 
     ``gateway_for`` defaults to ``accounts.gateways.account_gateway``. Safe to run twice
     at once: the second run finds the leases taken and syncs nothing.
@@ -563,19 +612,7 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
         pending = _pending_positions(leased)
         servers = {a.server for a in accounts}
         known = set(Instrument.objects.filter(server__in=servers).values_list("server", "symbol"))
-        fetches = []
-        for account in accounts:
-            try:
-                gateway = gateway_for(account)
-            except CredentialsUnreadable as exc:
-                fetches.append(AccountFetch(account_id=account.pk, started_at=timezone.now(),
-                                            duration_ms=0, error_code=exc.code,
-                                            error_message=str(exc), needs_person=True))
-                continue
-            fetches.append(account_fetch(
-                account=account, gateway=gateway, pending=pending[account.pk],
-                known_symbols={sym for srv, sym in known if srv == account.server},
-            ))
+        fetches = _fetch_all(accounts, gateway_for, pending, known, deadline)
         outcome = sync_results_apply(fetches=fetches, token=token)
     finally:
         sync_lease_release(token=token)  # a no-op when apply already released them
