@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+
+from django.db import DatabaseError
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -37,8 +40,19 @@ def api_server_error(request: HttpRequest) -> HttpResponse:
                           message="A server error occurred; it has been logged.")
 
 
+OUTAGE_RETRY_AFTER_SECONDS = 10
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: a JSON 500 under /api/, Django's page elsewhere."""
+    """handler500: a JSON 500 under /api/, Django's page elsewhere; while the database is
+    unreachable, a JSON 503 ``service_unavailable`` with ``Retry-After`` on every path
+    (Django calls this inside its exception handling, so the error is at hand)."""
+    if isinstance(sys.exc_info()[1], DatabaseError):
+        response = error_response(
+            status_code=503, code="service_unavailable",
+            message="The service cannot reach its database; try again shortly.")
+        response["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
+        return response
     if request.path.startswith("/api/"):
         return api_server_error(request)
     return defaults.server_error(request)

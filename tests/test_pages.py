@@ -96,3 +96,22 @@ def test_landing_page_shows_counts_and_links(client, member):
 
 def test_metrics_endpoint_serves_sync_counters(client):
     assert "mt5_position_sync_total" in client.get("/metrics").content.decode()
+
+
+@pytest.mark.parametrize("path", ["/", "/api/v1/positions"])
+def test_a_database_outage_answers_a_json_503_with_retry_after(path, member):
+    from django.test import Client
+
+    from tests.conftest import api_client_for
+
+    client = api_client_for(member) if path.startswith("/api/") else Client()
+    client.raise_request_exception = False
+    down = OperationalError("could not connect to server: Connection refused")
+    with mock.patch("config.views.TradingAccount.objects.filter", side_effect=down), \
+            mock.patch("rest_framework_simplejwt.authentication.JWTAuthentication.get_user",
+                       side_effect=down):
+        response = client.get(path)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "10"
+    assert response.json()["code"] == "service_unavailable"
+    assert "Connection refused" not in response.content.decode()
