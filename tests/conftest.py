@@ -93,7 +93,7 @@ def start_bridge(token: str, *extra: str) -> SimBridge:
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
+    match = re.search(r"listening on (https?://\S+)", line)
     if not match:
         process.kill()
         raise RuntimeError(f"bridge did not start: {line!r}")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import ssl
 from collections import namedtuple
 from datetime import datetime
 from functools import lru_cache
@@ -57,8 +59,15 @@ def _reject_constant(name: str) -> Any:
 
 def make_http_client(timeout: float) -> httpx.Client:
     """A pooled HTTP client for bridge calls; the bridge gets a little less time than we
-    wait, so that it is the bridge that answers "timeout" and drops the queued job."""
-    return httpx.Client(timeout=httpx.Timeout(timeout + 2.0, connect=min(timeout, 5.0)))
+    wait, so that it is the bridge that answers "timeout" and drops the queued job.
+
+    An ``https://`` bridge is verified against the system's CAs, or against
+    ``MT5_BRIDGE_CA_FILE`` (a PEM bundle) for a bridge with a private CA's certificate."""
+    ca_file = os.environ.get("MT5_BRIDGE_CA_FILE", "")
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file \
+        else True
+    return httpx.Client(timeout=httpx.Timeout(timeout + 2.0, connect=min(timeout, 5.0)),
+                        verify=verify)
 
 
 def _wire(value: Any) -> Any:

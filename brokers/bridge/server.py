@@ -27,9 +27,16 @@ Protocol (all bodies JSON, ``Authorization: Bearer <token>`` on every request):
   answers ``200 {"result": ..., "last_error": [code, message]}``. Namedtuples travel as
   ``{"__nt__": type name, "fields": {...}}``; ``None`` stays ``null``.
 - Errors answer ``{"code": ..., "message": ...}``: 401 ``unauthorized``, 400
-  ``malformed_json`` / ``bad_request`` / ``method_not_allowed`` / ``bad_params`` (the
-  message quotes the real module's refusal and its docstring), 413
+  ``malformed_json`` / ``bad_request`` (also a negative or non-numeric ``Content-Length``)
+  / ``method_not_allowed`` / ``bad_params`` (the message quotes the real module's refusal
+  and its docstring) / ``account_required`` (a call about one account, in
+  ``ACCOUNT_METHODS``, with ``account: null``), 411 ``length_required``, 413
   ``body_too_large``, 504 ``timeout``, 502 ``bad_terminal_reply``.
+
+TLS: account passwords cross this link, so outside one machine or a private network run it
+behind TLS: either ``--certfile cert.pem --keyfile key.pem`` (the standard library's
+``ssl``; then ``MT5_BRIDGE_URL=https://…``, and ``MT5_BRIDGE_CA_FILE`` on the Linux side for
+a private CA), or a reverse proxy that terminates TLS in front of ``--host 127.0.0.1``.
 - ``GET /healthz`` answers ``{"ok": true}`` without a token and says nothing else.
 """
 
@@ -43,6 +50,7 @@ import logging
 import math
 import os
 import queue
+import ssl
 import sys
 import threading
 import time
@@ -102,6 +110,14 @@ SIM_METHODS: Methods = {
                                    keywords=("kind",), typed=False),),
     "sim_reticket": (Form(("login", "ticket"), typed=False),),
 }
+# Calls about one account (its figures, positions, deals, orders, margin at its leverage):
+# they must name it, or the terminal would answer for whichever account it is logged in to
+# (another member's). Terminal-level and market-data calls, and the sim's own verbs (which
+# name their login), need none.
+ACCOUNT_METHODS = frozenset({
+    "account_info", "positions_total", "positions_get", "history_deals_get",
+    "order_send", "order_calc_margin",
+})
 ORDER_REQUEST_KEYS = frozenset(
     {
         "action", "symbol", "volume", "type", "price", "sl", "tp", "deviation", "magic",
@@ -178,6 +194,9 @@ def validate_call(payload: Any, methods: Methods) -> tuple[
         or not 0 < timeout <= MAX_CALL_TIMEOUT
     ):
         raise BadRequest("bad_params", f"timeout must be in (0, {MAX_CALL_TIMEOUT}] seconds")
+    if account is None and method in ACCOUNT_METHODS:
+        raise BadRequest("account_required",
+                         f"{method} acts on one account: name it in \"account\"")
     return method, args, kwargs, account, float(timeout)
 
 
@@ -310,10 +329,14 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
             given = auth[len("Bearer "):].encode() if auth.startswith("Bearer ") else b""
             if not hmac.compare_digest(given, expected):
                 raise BadRequest("unauthorized", "missing or wrong bridge token", 401)
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                raise BadRequest("bad_request", "bad Content-Length") from None
+            declared = self.headers.get("Content-Length")
+            if declared is None:
+                raise BadRequest("length_required", "Content-Length is required",
+                                 HTTPStatus.LENGTH_REQUIRED)
+            # digits only: a negative length made rfile.read() wait for EOF (a hung thread)
+            if not declared.strip().isdigit():
+                raise BadRequest("bad_request", "Content-Length must be a non-negative integer")
+            length = int(declared)
             if length > MAX_BODY_BYTES:
                 raise BadRequest("body_too_large", f"body over {MAX_BODY_BYTES} bytes", 413)
             raw = self.rfile.read(length)
@@ -338,6 +361,14 @@ def serve(terminal: Any, *, token: str, host: str = "127.0.0.1", port: int = 876
     httpd = ThreadingHTTPServer((host, port), make_handler(worker, token))
     httpd.daemon_threads = True
     return httpd
+
+
+def tls_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or newer) for ``--certfile``/``--keyfile``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def _read_token(args: argparse.Namespace) -> str:
@@ -370,6 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server-utc-offset", type=float, default=0.0, metavar="HOURS",
                         help="--sim: the trade server's UTC offset; reported times are "
                              "its wall clock (e.g. 2 for a GMT+2 server)")
+    parser.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--keyfile", help="--certfile's private key, if not in the same file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = _read_token(args)
@@ -390,10 +423,15 @@ def main(argv: list[str] | None = None) -> None:
         background = []
         methods = ALLOWED_METHODS
     httpd = serve(terminal, token=token, host=args.host, port=args.port, methods=methods)
+    scheme = "http"
+    if args.certfile:
+        httpd.socket = tls_context(args.certfile, args.keyfile).wrap_socket(
+            httpd.socket, server_side=True)
+        scheme = "https"
     for start in background:
         start()
     host, port = str(httpd.server_address[0]), int(httpd.server_address[1])
-    print(f"mt5 bridge listening on http://{host}:{port}", flush=True)
+    print(f"mt5 bridge listening on {scheme}://{host}:{port}", flush=True)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
