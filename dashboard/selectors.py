@@ -1,9 +1,9 @@
 """The risk dashboard on the admin index: "is anything on fire?" in one read.
 
-``risk_dashboard()`` runs a fixed number of queries (11) whatever the number of accounts,
+``risk_dashboard()`` runs a fixed number of queries (9, or 10) whatever the number of accounts,
 positions or snapshots: every figure is an aggregate computed by the database, the lists
-are sliced there, and the 24-hour equity sparkline is downsampled there (a time bucket per
-snapshot, then the average per account and bucket, then the sum per currency and bucket).
+are sliced there, and the 24-hour equity sparkline is downsampled there
+(``dashboard.equity``).
 Money stays in its currency: totals are per currency, never converted. Times are UTC.
 """
 
@@ -11,31 +11,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db import connection
 from django.db.models import (
-    Avg,
     Count,
     Exists,
-    F,
-    FloatField,
-    Func,
     Min,
     OuterRef,
     Q,
     Sum,
-    Value,
 )
-from django.db.models.functions import Floor
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import TradingAccount
-from dashboard.sparkline import sparkline_points
+from dashboard.equity import SPARKLINE_HEIGHT, SPARKLINE_WIDTH, Sparkline, sparklines
 from guards.models import (
     AccountGuardState,
     CloseRequest,
@@ -43,13 +36,9 @@ from guards.models import (
     PlatformState,
     PlatformStateChange,
 )
-from positions.models import EquitySnapshot, Position
+from positions.models import Position
 from reconciliation.models import OpenDivergence
 
-SPARKLINE_WINDOW = timedelta(hours=24)
-SPARKLINE_BUCKETS = 96  # 15 minutes each over a full day
-SPARKLINE_MIN_BUCKET_SECONDS = 10  # the default sync cadence: finer buckets would be empty
-SPARKLINE_WIDTH, SPARKLINE_HEIGHT = 240, 40
 TOP_DRAWDOWNS = 10
 EPISODES_SHOWN = 20
 CENT = Decimal("0.01")
@@ -77,26 +66,6 @@ class Tile:
     count: int
     url: str
     tone: str
-
-
-@dataclass(frozen=True, slots=True)
-class Sparkline:
-    """Total equity of one currency over the window, one point per bucket with data."""
-
-    points: str  # SVG polyline points in a SPARKLINE_WIDTH × SPARKLINE_HEIGHT box
-    first: Decimal
-    last: Decimal
-    low: Decimal
-    high: Decimal
-    samples: int
-
-    @property
-    def last_x(self) -> str:
-        return self.points.rsplit(" ", 1)[-1].split(",")[0]
-
-    @property
-    def last_y(self) -> str:
-        return self.points.rsplit(" ", 1)[-1].split(",")[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,85 +250,9 @@ def _currency_totals(day_start: datetime) -> tuple[dict[str, dict[str, Any]], di
     return live, realized
 
 
-class EpochSeconds(Func):
-    """Seconds since 1970-01-01 UTC of a datetime column, as a float, in SQL."""
-
-    output_field = FloatField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)",
-                           **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        # SQLite keeps UTC datetimes as text; julianday() reads them (2440587.5: 1970-01-01)
-        return self.as_sql(compiler, connection,
-                           template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
-                           **extra)
-
-
-def _sparkline_window(now: datetime) -> tuple[datetime | None, int]:
-    """The window the sparkline covers (the last 24 h, or since the first snapshot if that
-    is later) and its bucket width in seconds."""
-    first = EquitySnapshot.objects.filter(taken_at__gte=now - SPARKLINE_WINDOW,
-                                          taken_at__lte=now).aggregate(m=Min("taken_at"))["m"]
-    if first is None:
-        return None, SPARKLINE_MIN_BUCKET_SECONDS
-    span = (now - first).total_seconds()
-    return first, max(SPARKLINE_MIN_BUCKET_SECONDS, math.ceil(span / SPARKLINE_BUCKETS))
-
-
-def equity_buckets(*, since: datetime, until: datetime,
-                   bucket_seconds: int) -> list[tuple[str, int, Decimal, int]]:
-    """Total equity per currency and time bucket, downsampled by the database:
-    ``(currency, bucket index, total equity, accounts)`` rows, ordered.
-
-    Bucket ``i`` covers ``[since + i × width, since + (i + 1) × width)``. Within a bucket
-    each linked account counts once, with the average of its snapshots there (an account
-    syncing every second weighs what one syncing every 10 s weighs); the total is the sum
-    over the accounts that synced in the bucket (``accounts`` says how many).
-    """
-    bucket = Floor((EpochSeconds(F("taken_at")) - Value(since.timestamp()))
-                   / Value(float(bucket_seconds)))
-    per_account = (EquitySnapshot.objects
-                   .filter(taken_at__gte=since, taken_at__lte=until, account__is_active=True)
-                   .annotate(currency=F("account__currency"), bucket=bucket)
-                   .values("currency", "account_id", "bucket")
-                   .annotate(equity_avg=Avg("equity"))
-                   .order_by())
-    inner, params = per_account.query.sql_with_params()
-    # ``inner`` is the ORM's own SQL with its parameters kept apart: nothing is interpolated
-    sql = ("SELECT per_account.currency, per_account.bucket, "  # noqa: S608
-           "SUM(per_account.equity_avg), COUNT(*) FROM (" + inner + ") per_account "
-           "GROUP BY per_account.currency, per_account.bucket "
-           "ORDER BY per_account.currency, per_account.bucket")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(currency, int(index), _money(total), n)
-                for currency, index, total, n in cursor.fetchall()]
-
-
-def _sparklines(now: datetime) -> tuple[dict[str, Sparkline], datetime | None, int]:
-    since, width = _sparkline_window(now)
-    if since is None:
-        return {}, None, width
-    series: dict[str, list[tuple[int, Decimal]]] = {}
-    for currency, index, total, _ in equity_buckets(since=since, until=now,
-                                                    bucket_seconds=width):
-        series.setdefault(currency, []).append((index, total))
-    buckets = min(SPARKLINE_BUCKETS, math.ceil((now - since).total_seconds() / width) or 1)
-    lines = {}
-    for currency, points in series.items():
-        values = [v for _, v in points]
-        lines[currency] = Sparkline(
-            points=sparkline_points(points, buckets=max(buckets, points[-1][0] + 1),
-                                    width=SPARKLINE_WIDTH, height=SPARKLINE_HEIGHT),
-            first=values[0], last=values[-1], low=min(values), high=max(values),
-            samples=len(values))
-    return lines, since, width
-
-
 def risk_dashboard(*, now: datetime | None = None) -> RiskDashboard:
-    """Everything the admin index shows the owner (11 queries, whatever the size)."""
+    """Everything the admin index shows the owner: 9 queries whatever the size, 10 when a
+    sparkline bucket must be computed."""
     now = now or timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     counts = _account_counts()
@@ -367,7 +260,7 @@ def risk_dashboard(*, now: datetime | None = None) -> RiskDashboard:
     closes, oldest_close = _closes(now)
     divergences = _divergences()
     live, realized = _currency_totals(day_start)
-    lines, since, width = _sparklines(now)
+    lines, since, width = sparklines(now=now)
     currencies = [
         CurrencyTotals(currency=currency, accounts=row["n"], equity=_money(row["equity"]),
                        open_pnl=_money(row["open_pnl"]),

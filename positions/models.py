@@ -105,6 +105,8 @@ class EquitySnapshot(models.Model):
         indexes = [
             # equity series of one account, newest first
             models.Index(fields=["account", "-taken_at"], name="equity_account_time_idx"),
+            # the dashboard's equity sparkline: every account's snapshots in one time bucket
+            models.Index(fields=["taken_at"], name="equity_time_idx"),
         ]
 
     def __str__(self) -> str:

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import TradingAccount
-from dashboard.selectors import equity_buckets, risk_dashboard
+from dashboard.equity import bucket_width, equity_buckets, sparklines
+from dashboard.selectors import risk_dashboard
 from guards.models import AccountGuardState, CloseRequest, LiquidationEpisode, PlatformState
 from positions.models import Position
 from reconciliation.models import OpenDivergence
@@ -24,6 +26,17 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(settings):
+    """A cache of this test's own: the sparklines are cached, and a shared cache could hold
+    another run's."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "dashboard-tests"}}
+    from django.core.cache import cache
+
+    cache.clear()
 D = Decimal
 SELECTOR_QUERIES = 10
 
@@ -41,7 +54,8 @@ def _roster(n: int, *, start: int = 0, now: datetime | None = None) -> list[Trad
         accounts.append(account)
         AccountGuardState.objects.create(account=account,
                                          level=("ok", "warning", "critical")[i % 3])
-        for minutes in (5, 65, 600):
+        # 10-minute buckets (15 h of history); the first bucket is left out: 3 points
+        for minutes in (30, 65, 600, 900):
             EquitySnapshotFactory(account=account, taken_at=now - timedelta(minutes=minutes),
                                   equity=D(1000 + i))
         PositionFactory(account=account, status=Position.Status.CLOSED, closed_at=now,
@@ -59,6 +73,9 @@ def _roster(n: int, *, start: int = 0, now: datetime | None = None) -> list[Trad
 
 
 def _admin_index(client, user) -> tuple[str, int]:
+    from django.core.cache import cache
+
+    cache.clear()  # the sparklines' cache: count the cold render's queries
     client.force_login(user)
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/admin/")
@@ -84,8 +101,9 @@ def test_the_owner_sees_the_figures_with_links_into_the_filtered_lists(client, o
                     realized_pnl=D("42.10"))
     PositionFactory(account=usd, status=Position.Status.CLOSED,
                     closed_at=now - timedelta(days=2), realized_pnl=D("999"))  # not today
-    EquitySnapshotFactory(account=usd, taken_at=now - timedelta(hours=2), equity=D("10000"))
-    EquitySnapshotFactory(account=usd, taken_at=now - timedelta(minutes=1), equity=D("10250.50"))
+    for minutes, equity in ((120, "10000"), (60, "10100"), (30, "10250.50")):
+        EquitySnapshotFactory(account=usd, taken_at=now - timedelta(minutes=minutes),
+                              equity=D(equity))
     PlatformState.objects.create(pk=1, state="reducing", reason="news at 14:30",
                                  changed_by=owner)
 
@@ -120,13 +138,17 @@ def test_a_member_never_sees_it(client, django_user_model):
 
 def test_the_query_count_does_not_grow_with_the_accounts(client, owner,
                                                          django_assert_num_queries):
-    _roster(3)
+    now = timezone.now()
+    _roster(3, now=now)
     _, small = _admin_index(client, owner)
-    _roster(60, start=3)
+    _roster(60, start=3, now=now)
     _, large = _admin_index(client, owner)
     assert small == large
+    cache.clear()
     with django_assert_num_queries(SELECTOR_QUERIES):
         dash = risk_dashboard()
+    with django_assert_num_queries(SELECTOR_QUERIES - 1):  # finished buckets are cached
+        risk_dashboard()
     assert dash.accounts_total == 63
     # 21 accounts at each of ok / warning / critical; the 21 critical ones with i % 3 == 2
     # have an episode, 10 of them (i odd) liquidating: counted there, not under critical
@@ -137,19 +159,43 @@ def test_the_query_count_does_not_grow_with_the_accounts(client, owner,
 
 
 def test_equity_is_downsampled_per_currency_and_bucket_in_sql():
-    since = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    base = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a whole minute: bucket k0 starts here
+    k0 = int(base.timestamp()) // 60
     a = TradingAccountFactory(currency="USD")
     b = TradingAccountFactory(currency="USD")
     c = TradingAccountFactory(currency="EUR")
     for account, seconds, equity in [
-        (a, 5, "100"), (a, 55, "110"),  # bucket 0 (60 s wide): a averages 105
-        (b, 30, "50"),                  # bucket 0: b 50 → USD 155 from 2 accounts
-        (a, 130, "90"),                 # bucket 2: USD 90 from 1 (bucket 1 empty)
-        (c, 61, "10.01"), (c, 119, "10.02"),  # bucket 1: c averages 10.015 → 10.02 (cents)
+        (a, 5, "100"), (a, 55, "110"),  # bucket k0 (60 s wide): a averages 105
+        (b, 30, "50"),                  # bucket k0: b 50 → USD 155 from 2 accounts
+        (a, 130, "90"),                 # bucket k0 + 2: USD 90 from a alone
+        (c, 61, "10.01"), (c, 119, "10.02"),  # k0 + 1: c averages 10.015 → 10.02 (cents)
+        (a, 180, "1"),                  # k0 + 3: outside [k0, k0 + 3)
     ]:
-        EquitySnapshotFactory(account=account, taken_at=since + timedelta(seconds=seconds),
+        EquitySnapshotFactory(account=account, taken_at=base + timedelta(seconds=seconds),
                               equity=D(equity))
-    EquitySnapshotFactory(account=a, taken_at=since - timedelta(seconds=1), equity=D(1))
-    rows = equity_buckets(since=since, until=since + timedelta(minutes=3), bucket_seconds=60)
-    assert rows == [("EUR", 1, D("10.02"), 1), ("USD", 0, D("155.00"), 2),
-                    ("USD", 2, D("90.00"), 1)]
+    EquitySnapshotFactory(account=a, taken_at=base - timedelta(seconds=1), equity=D(1))
+    rows = equity_buckets(start=k0, stop=k0 + 3, bucket_seconds=60)
+    assert rows == [("EUR", k0 + 1, D("10.02"), 1), ("USD", k0, D("155.00"), 2),
+                    ("USD", k0 + 2, D("90.00"), 1)]
+
+
+@pytest.mark.parametrize(("hours", "width"), [(0.5, 60), (1.6, 60), (1.7, 120), (8, 300),
+                                              (16, 600), (24, 900), (72, 900)])
+def test_the_bucket_width_fits_the_history_into_96_points(hours, width):
+    # 96 buckets of 60 s cover 1.6 h, of 120 s 3.2 h, of 300 s 8 h, of 600 s 16 h
+    assert bucket_width(timedelta(hours=hours)) == width
+
+
+def test_the_line_ends_at_the_last_finished_bucket_and_finished_ones_are_cached(
+        django_assert_num_queries):
+    now = datetime.fromtimestamp((int(timezone.now().timestamp()) // 60) * 60 + 30, tz=UTC)
+    account = TradingAccountFactory(currency="USD")
+    for minutes_ago, equity in ((30, "1"), (20, "2"), (10, "3"), (0, "4")):
+        EquitySnapshotFactory(account=account, equity=D(equity),
+                              taken_at=now - timedelta(minutes=minutes_ago))
+    # 30 min of history: 60 s buckets; the first (30 min ago) and the running one are out
+    lines, since, width = sparklines(now=now)
+    assert width == 60 and since == now - timedelta(minutes=29, seconds=30)
+    assert (lines["USD"].first, lines["USD"].last, lines["USD"].samples) == (D(2), D(3), 2)
+    with django_assert_num_queries(1):  # only the window: every finished bucket is cached
+        assert sparklines(now=now)[0] == lines
