@@ -163,7 +163,9 @@ def account_link(*, user: User, login: int, password: str, server: str,
     ``invalid_credentials``, an account other than ``login`` is 422 ``mismatch``, a timeout
     is 503 ``broker_unavailable``; in each case nothing is stored. Whether the password is
     the investor (read-only) one is read from the broker (``trade_allowed``). The same
-    (broker, server, login) linked by anyone is 409 ``already_linked``.
+    (broker, server, login) linked by anyone is 409 ``already_linked``, answered only after
+    the credentials were verified (without ``MT5_VERIFY_ON_LINK`` nothing is verified, and
+    the constraint answers 409 at once).
     """
     metrics.link_started_total.inc()
     started = time.perf_counter()
@@ -172,10 +174,9 @@ def account_link(*, user: User, login: int, password: str, server: str,
         return ApplicationError("This broker account is already linked.",
                                 code="already_linked", status_code=status.HTTP_409_CONFLICT)
 
-    # Cheap early answer; the unique constraint below is what really decides.
-    if TradingAccount.objects.filter(broker=TradingAccount.Broker.MT5, server=server,
-                                     login=str(login), unlinked_at__isnull=True).exists():
-        raise already_linked()
+    # No look-up before the broker has verified the credentials: a 409 to anyone would tell
+    # a stranger which logins are on the platform. Only someone who proved the password
+    # learns it (the unique constraint below decides); a wrong one is 422 either way.
     state = None
     read_only = False
     if settings.MT5_VERIFY_ON_LINK:

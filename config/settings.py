@@ -367,6 +367,8 @@ except (ZoneInfoNotFoundError, ValueError) as _exc:
         f"MT5_DEFAULT_SERVER_TIMEZONE must be an IANA time zone, not "
         f"{MT5_DEFAULT_SERVER_TIMEZONE!r}") from _exc
 FORCE_REFRESH_MIN_SECONDS = int(_positive("FORCE_REFRESH_MIN_SECONDS", 10))
+# ?force_refresh=true waits at most this long for a sync of the account already running
+FORCE_REFRESH_WAIT_SECONDS = _positive("FORCE_REFRESH_WAIT_SECONDS", 15)
 MT5_ACCOUNT_FRESHNESS_MINUTES = _positive("MT5_ACCOUNT_FRESHNESS_MINUTES", 5)
 ACCOUNT_CACHE_TTL_SECONDS = _positive("ACCOUNT_CACHE_TTL_SECONDS", 30)
 SYNC_DEFAULT_CADENCE_SECONDS = int(_positive("SYNC_DEFAULT_CADENCE_SECONDS", 10))

@@ -23,8 +23,10 @@ from positions.serializers import (
 )
 
 FORCE_REFRESH = OpenApiParameter(
-    "force_refresh", bool, description="Sync through the broker now (at most once per 10 s "
-    "per account; 429 with Retry-After otherwise)")
+    "force_refresh", str, enum=["true", "false"],
+    description="true: sync through the broker now and answer figures read after the "
+    "request (waits for a sync already running; at most once per 10 s per account: 429 "
+    "with Retry-After; 503 refresh_failed when the broker cannot be read)")
 
 
 def positions_response(request: Request, account: TradingAccount) -> Response:
@@ -32,7 +34,8 @@ def positions_response(request: Request, account: TradingAccount) -> Response:
     query.is_valid(raise_exception=True)
     if query.validated_data["force_refresh"]:
         services.positions_force_refresh(account=account,
-                                         min_interval=settings.FORCE_REFRESH_MIN_SECONDS)
+                                         min_interval=settings.FORCE_REFRESH_MIN_SECONDS,
+                                         wait_seconds=settings.FORCE_REFRESH_WAIT_SECONDS)
         account.refresh_from_db()
     else:
         metrics.positions_cache_hit_total.inc()

@@ -130,4 +130,11 @@ class EquityOutput(serializers.Serializer):
 
 
 class PositionsQueryInput(serializers.Serializer):
-    force_refresh = serializers.BooleanField(required=False, default=False)
+    # "true" or "false" exactly, as the schema says (a BooleanField took "" for false);
+    # allow_blank only so that an empty value reaches the check below and is refused
+    force_refresh = serializers.CharField(required=False, default="false", allow_blank=True)
+
+    def validate_force_refresh(self, value: str) -> bool:
+        if value not in ("true", "false"):
+            raise serializers.ValidationError('"true" or "false".')
+        return value == "true"

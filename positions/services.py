@@ -697,11 +697,25 @@ def sync_logs_prune(*, older_than: timedelta, batch_size: int = 5000) -> int:
         deleted += count
 
 
-def positions_force_refresh(*, account: TradingAccount, min_interval: int) -> SyncOutcome:
-    """Sync ``account`` through its gateway now, at most once per ``min_interval`` seconds.
+def _lease_wait() -> None:
+    """A pause while another sync of the account holds its lease (tests replace it)."""
+    time.sleep(0.1)
 
-    The limit is one atomic cache ``add`` per account (Redis in production), shared by all
-    web processes. Raises ApplicationError 429 ``rate_limited`` with ``retry_after``.
+
+def positions_force_refresh(*, account: TradingAccount, min_interval: int,
+                            wait_seconds: float) -> SyncOutcome:
+    """Sync ``account`` through its gateway now, at most once per ``min_interval`` seconds,
+    so that the figures answered were read after this call began.
+
+    When a sync of the account is already running (its lease is held: a worker's batch, an
+    EA push), its read may have started before the request; so this waits for it to finish,
+    at most ``wait_seconds``, then syncs again. The limit is one atomic cache ``add`` per
+    account (Redis in production), shared by all web processes.
+
+    Raises ApplicationError 429 ``rate_limited`` with ``retry_after``; 503
+    ``refresh_busy`` when the running sync outlasts ``wait_seconds``; 503
+    ``refresh_failed`` when the broker could not be read (the stored figures are the last
+    good ones, older than the request).
     """
     import math
 
@@ -720,7 +734,28 @@ def positions_force_refresh(*, account: TradingAccount, min_interval: int) -> Sy
             code="rate_limited", status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             detail={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
         )
-    return accounts_sync(account_ids=[account.pk])
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        outcome = accounts_sync(account_ids=[account.pk])
+        if account.pk not in outcome.skipped:
+            break
+        if time.monotonic() >= deadline:
+            raise ApplicationError(
+                "A sync of this account is still running; try again shortly.",
+                code="refresh_busy", status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail={"waited_seconds": wait_seconds}, headers={"Retry-After": "1"})
+        _lease_wait()
+    if account.pk in outcome.failed:
+        row = TradingAccount.objects.values("sync_error_code", "last_synced_at").get(
+            pk=account.pk)
+        raise ApplicationError(
+            "The broker could not be read now; the stored figures are older than this "
+            "request.", code="refresh_failed",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"reason": row["sync_error_code"],
+                    "last_synced_at": row["last_synced_at"].isoformat()
+                    if row["last_synced_at"] else None})
+    return outcome
 
 
 # --- the one beat ---

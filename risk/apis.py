@@ -18,6 +18,7 @@ from risk.serializers import (
     PositionSizeInput,
     PositionSizeOutput,
     RiskChangeOutput,
+    RiskConfigChangedOutput,
     RiskConfigInput,
     RiskConfigOutput,
 )
@@ -30,17 +31,24 @@ class IsOwner(permissions.BasePermission):
         return bool(getattr(request.user, "is_owner", False))
 
 
+def _status_context() -> dict[str, str]:
+    from guards.services import platform_state_get
+
+    return {"trading_status": platform_state_get()}
+
+
 class RiskConfigApi(APIView):
     @extend_schema(responses={200: RiskConfigOutput, 401: ERRORS[401]},
                    summary="The global risk configuration")
     def get(self, request: Request) -> Response:
-        return Response(RiskConfigOutput(services.risk_configuration_get()).data)
+        return Response(RiskConfigOutput(services.risk_configuration_get(),
+                                         context=_status_context()).data)
 
     @extend_schema(
         request=RiskConfigInput,
         parameters=[OpenApiParameter("new_risk_percent", float,
                                      description="The seed's form: the new risk %")],
-        responses={200: RiskConfigOutput, 403: ERRORS[400], 422: ERRORS[422],
+        responses={200: RiskConfigChangedOutput, 403: ERRORS[400], 422: ERRORS[422],
                    400: ERRORS[400], 401: ERRORS[401]},
         summary="Change the configuration (owner only; audited)")
     def post(self, request: Request) -> Response:
@@ -59,7 +67,7 @@ class RiskConfigApi(APIView):
                                    status_code=422, detail={"field": field})
         config = services.risk_configuration_update(
             changed_by=request.user, source="api", **changes.validated_data)
-        return Response(RiskConfigOutput(config).data)
+        return Response(RiskConfigChangedOutput(config, context=_status_context()).data)
 
 
 class RiskConfigHistoryApi(APIView):

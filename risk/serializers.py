@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from risk.models import RiskConfiguration, RiskConfigurationChange
@@ -9,14 +10,37 @@ from risk.models import RiskConfiguration, RiskConfigurationChange
 PRICE = {"max_digits": 20, "decimal_places": 8, "min_value": Decimal("0.00000001")}
 
 
+TRADING_STATUSES = ["active", "reducing", "halted"]  # guards.models.PlatformState.State
+
+
 class RiskConfigOutput(serializers.ModelSerializer):
-    updated_by = serializers.CharField(source="updated_by.username", default=None)
+    updated_by = serializers.CharField(source="updated_by.username", default=None,
+                                       allow_null=True)
+    trading_status = serializers.SerializerMethodField(
+        help_text="The platform's kill switch: active, reducing (no new trades) or halted")
 
     class Meta:
         model = RiskConfiguration
         fields = ["fixed_risk_percent", "entry_split_1_percent", "entry_split_2_percent",
                   "entry_split_3_percent", "margin_buffer_percent",
-                  "version", "updated_by", "updated_at"]
+                  "version", "updated_by", "updated_at", "trading_status"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=TRADING_STATUSES))
+    def get_trading_status(self, config: RiskConfiguration) -> str:
+        return self.context["trading_status"]
+
+
+class RiskConfigChangedOutput(RiskConfigOutput):
+    """The configuration after a change, with the risk % before and after it."""
+
+    previous_risk_percent = serializers.DecimalField(max_digits=8, decimal_places=2,
+                                                     source="previous_fixed_risk_percent")
+    new_risk_percent = serializers.DecimalField(max_digits=8, decimal_places=2,
+                                                source="fixed_risk_percent")
+
+    class Meta(RiskConfigOutput.Meta):
+        fields = [*RiskConfigOutput.Meta.fields, "previous_risk_percent", "new_risk_percent"]
         read_only_fields = fields
 
 
@@ -37,7 +61,8 @@ class RiskConfigInput(serializers.Serializer):
 
 
 class RiskChangeOutput(serializers.ModelSerializer):
-    changed_by = serializers.CharField(source="changed_by.username", default=None)
+    changed_by = serializers.CharField(source="changed_by.username", default=None,
+                                       allow_null=True)
 
     class Meta:
         model = RiskConfigurationChange

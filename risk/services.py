@@ -102,7 +102,8 @@ def risk_configuration_update(*, changed_by: Any, source: str,
 
     The row is locked, so two owners saving at once are applied one after the other, each
     audited against the state it really replaced. The new version reaches every process's
-    cache when the transaction commits.
+    cache when the transaction commits. The answer carries ``previous_fixed_risk_percent``,
+    the risk % this change replaced.
     """
     unknown = set(changes) - set(EDITABLE)
     if unknown:
@@ -122,6 +123,8 @@ def risk_configuration_update(*, changed_by: Any, source: str,
         version=config.version, previous=previous, new=snapshot(config),
         changed_by=changed_by, source=source, changed_at=timezone.now())
     transaction.on_commit(lambda: _publish(config))
+    # what this change replaced, read under the lock (the API answers it)
+    config.previous_fixed_risk_percent = Decimal(str(previous["fixed_risk_percent"]))
     return config
 
 
