@@ -12,7 +12,7 @@ stop_demo() {
   pkill -9 -f "$work/clone" || true
 }
 trap 'status=$?; stop_demo; rm -rf "$work"; exit $status' EXIT
-for port in 8000 8765 9808; do
+for port in 8000 8765 9808 5555; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "smoke: port $port is already in use (another demo running?); stop it first"; exit 1
   fi
@@ -61,6 +61,38 @@ curl -fsS http://127.0.0.1:8000/metrics | grep -E '^mt5_position_sync_total\{res
 curl -fsS http://127.0.0.1:9808/metrics | grep -E '^positions_fetch_duration_seconds_count' | head -2 \
   || { echo "smoke: the worker's metrics port has no positions_fetch_duration_seconds"; exit 1; }
 curl -fsS -o /dev/null -w "smoke: admin login page HTTP %{http_code}\n" http://127.0.0.1:8000/admin/login/
+# Flower: the worker is listed (basic auth from .env; refresh asks the workers now).
+curl -fsS -u "$(grep ^FLOWER_BASIC_AUTH= .env | cut -d= -f2-)" \
+  "http://127.0.0.1:5555/api/workers?refresh=1" > "$work/flower_workers.json" \
+  || { echo "smoke: Flower's /api/workers did not answer"; grep flower "$work/demo.log" | tail -20; exit 1; }
+.venv/bin/python - "$work/flower_workers.json" <<'PY' || { grep flower "$work/demo.log" | tail -20; exit 1; }
+import json, sys
+workers = json.load(open(sys.argv[1]))
+names = [name for name in workers if name.startswith("celery@")]
+print(f"smoke: Flower lists {names}")
+sys.exit(0 if names else 1)
+PY
+# The owner's risk dashboard on the admin index, with figures.
+.venv/bin/python - <<'PY' || { tail -40 "$work/demo.log"; exit 1; }
+import http.cookiejar, re, urllib.parse, urllib.request
+password = next(line.split("=", 1)[1].strip() for line in open(".env")
+                if line.startswith("DEMO_OWNER_PASSWORD="))
+jar = http.cookiejar.CookieJar()
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+base = "http://127.0.0.1:8000"
+opener.open(f"{base}/admin/login/").read()
+token = next(c.value for c in jar if c.name == "csrftoken")
+form = urllib.parse.urlencode({"username": "owner", "password": password,
+                               "csrfmiddlewaretoken": token, "next": "/admin/"}).encode()
+request = urllib.request.Request(f"{base}/admin/login/?next=/admin/", data=form,
+                                 headers={"Referer": f"{base}/admin/login/"})
+html = opener.open(request).read().decode()
+assert 'id="risk-dashboard"' in html, "no risk dashboard on /admin/ for the owner"
+totals = re.findall(r'class="num rd-equity">([\d,]+\.\d\d) (USD|EUR|GBP)<', html)
+assert totals and all(float(v.replace(",", "")) > 0 for v, _ in totals), totals
+assert re.search(r"<b>\d+</b><span>healthy</span>", html), "no sync figures"
+print("smoke: the owner's dashboard shows total equity " + ", ".join(f"{v} {c}" for v, c in totals))
+PY
 # The demo bot's scripted imperfections, and the real 2017-04-23 weekend gap (~2 min in).
 .venv/bin/python manage.py reconciliation_check --timeout 300 \
   --kinds missing,unexpected,manual,partial_fill,slippage,sl_tp_mismatch,closed_externally,gap \
