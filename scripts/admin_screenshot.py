@@ -5,7 +5,8 @@ Chromium (Debian's /usr/bin/chromium, driven by Playwright).
         [--password <owner's; default: DEMO_OWNER_PASSWORD from .env>]
         [--out var/screenshots/admin_index.png]
 
-Logs in as ``owner`` through the admin's login form and saves a full-page PNG.
+Logs in as ``owner`` through the admin's login form and saves a full-page PNG, and the
+dashboard alone beside it (``…_dashboard.png``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
         page.click("input[type=submit]")
         page.wait_for_selector("#risk-dashboard", timeout=15_000)
         page.screenshot(path=str(out), full_page=True)
+        # the dashboard alone, at full resolution, beside it
+        page.locator("#risk-dashboard").screenshot(
+            path=str(out.with_name(out.stem + "_dashboard.png")))
         browser.close()
     print(f"admin index screenshot: {out}")
 
