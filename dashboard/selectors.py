@@ -10,6 +10,7 @@ Money stays in its currency: totals are per currency, never converted. Times are
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ from django.db.models import (
     Count,
     Exists,
     Min,
+    Model,
     OuterRef,
     Q,
     Sum,
@@ -45,7 +47,7 @@ CENT = Decimal("0.01")
 RUNNING_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
 
 
-def admin_list(model: type, **filters: Any) -> str:
+def admin_list(model: type[Model], **filters: Any) -> str:
     """The admin changelist of ``model``, filtered (``field__exact=value`` …)."""
     opts = model._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
@@ -160,8 +162,8 @@ def _account_counts() -> dict[str, Any]:
     statuses = TradingAccount.SyncStatus
     return TradingAccount.objects.filter(is_active=True).aggregate(
         total=Count("id"),
-        warning=Count("id", filter=Q(guard_state__level="warning") & ~liquidating),
-        critical=Count("id", filter=Q(guard_state__level="critical") & ~liquidating),
+        warning=Count("id", filter=Q(~liquidating, guard_state__level="warning")),
+        critical=Count("id", filter=Q(~liquidating, guard_state__level="critical")),
         liquidating=Count("id", filter=liquidating),
         episodes=Count("id", filter=running),
         **{s.value: Count("id", filter=Q(sync_status=s.value)) for s in statuses},
@@ -208,7 +210,7 @@ def _closes(now: datetime) -> tuple[list[Tile], int | None]:
     """Close requests not done: pending and sending (with the oldest one's age) and the
     failed ones (final: a person must look)."""
     statuses = CloseRequest.Status
-    rows = {row["status"]: row for row in CloseRequest.objects
+    rows: dict[str, Mapping[str, Any]] = {row["status"]: row for row in CloseRequest.objects
             .filter(status__in=(statuses.PENDING, statuses.SENDING, statuses.FAILED))
             .values("status").annotate(n=Count("id"), oldest=Min("created_at")).order_by()}
     tiles = [Tile(status.value, rows.get(status, {}).get("n", 0),
@@ -236,8 +238,8 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(CENT)
 
 
-def _currency_totals(day_start: datetime) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    live = {row["currency"]: row for row in TradingAccount.objects
+def _currency_totals(day_start: datetime) -> tuple[dict[str, Mapping[str, Any]], dict[str, Any]]:
+    live: dict[str, Mapping[str, Any]] = {row["currency"]: row for row in TradingAccount.objects
             .filter(is_active=True, equity__isnull=False).exclude(currency="")
             .values("currency")
             .annotate(n=Count("id"), equity=Sum("equity"), open_pnl=Sum("profit"))
