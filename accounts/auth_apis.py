@@ -12,10 +12,19 @@ tokens when their password changes or they are deactivated.
 
 from __future__ import annotations
 
+import hashlib
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from config.serializers import ErrorSerializer
 
 
 class LoginIpThrottle(SimpleRateThrottle):
@@ -38,13 +47,25 @@ class LoginUsernameThrottle(SimpleRateThrottle):
         username = data.get("username") if hasattr(data, "get") else None
         if not isinstance(username, str) or not username.strip():
             return None  # nothing to count: the serializer refuses it (400)
-        ident = username.strip().lower()[:150]
+        # hashed: any characters the client sends make a safe cache key
+        ident = hashlib.sha256(username.strip().lower().encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
+SIGN_IN_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer,
+                  429: ErrorSerializer}
+
+
+@extend_schema_view(post=extend_schema(
+    responses={200: TokenObtainPairSerializer, **SIGN_IN_ERRORS},
+    summary="A JWT pair (access, refresh) for a username and password; throttled per "
+            "username and per address (429 with Retry-After)"))
 class TokenObtainApi(TokenObtainPairView):
     throttle_classes = [LoginIpThrottle, LoginUsernameThrottle]
 
 
+@extend_schema_view(post=extend_schema(
+    responses={200: TokenRefreshSerializer, **SIGN_IN_ERRORS},
+    summary="A new access token and a new refresh token; the one sent is spent"))
 class TokenRefreshApi(TokenRefreshView):
     throttle_classes = [LoginIpThrottle]

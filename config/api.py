@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import status
 
+from config import schema  # noqa: F401 (registers the schema's DecimalField extension)
 from config.errors import ApplicationError
 
 MAX_ID = 2**63 - 1

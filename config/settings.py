@@ -257,6 +257,11 @@ SPECTACULAR_SETTINGS = {
     # Ids are positive integers; the lenient converter only exists to answer a JSON 400.
     "PATH_CONVERTER_OVERRIDES": {"anyid": {"type": "integer", "minimum": 1,
                                            "maximum": 2**63 - 1}},
+    # the API is JSON: the form parsers stay for the browsable API, undocumented
+    "PARSER_WHITELIST": ["config.parsers.LimitedJSONParser"],
+    # the schema says what the API accepts (config/schema.py); enums as by default
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "config.schema.postprocess"],
 }
 
 # --- Celery (settings namespace CELERY_) ---

@@ -40,7 +40,8 @@ class PlatformStateInput(serializers.Serializer):
 
 
 class PlatformStateOutput(serializers.ModelSerializer):
-    changed_by = serializers.CharField(source="changed_by.username", default=None)
+    changed_by = serializers.CharField(source="changed_by.username", default=None,
+                                       allow_null=True)
 
     class Meta:
         model = PlatformState

@@ -59,7 +59,8 @@ class RiskConfigApi(APIView):
         if "new_risk_percent" in request.query_params:
             data["fixed_risk_percent"] = request.query_params["new_risk_percent"]
         if not data:
-            raise ApplicationError("Nothing to change.", code="invalid", status_code=400)
+            raise ApplicationError("Nothing to change: give at least one field.",
+                                   code="nothing_to_change", status_code=422)
         changes = RiskConfigInput(data=data)
         if not changes.is_valid():
             field = next(iter(changes.errors))
