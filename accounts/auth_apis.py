@@ -13,11 +13,14 @@ tokens when their password changes or they are deactivated.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
@@ -64,8 +67,20 @@ class TokenObtainApi(TokenObtainPairView):
     throttle_classes = [LoginIpThrottle, LoginUsernameThrottle]
 
 
+class RefreshInput(TokenRefreshSerializer):
+    """simplejwt's refresh, with a token whose user was deleted refused (401), not a 500
+    (its ``objects.get`` raises DoesNotExist)."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist:
+            raise InvalidToken("The token's user no longer exists.") from None
+
+
 @extend_schema_view(post=extend_schema(
-    responses={200: TokenRefreshSerializer, **SIGN_IN_ERRORS},
+    responses={200: RefreshInput, **SIGN_IN_ERRORS},
     summary="A new access token and a new refresh token; the one sent is spent"))
 class TokenRefreshApi(TokenRefreshView):
     throttle_classes = [LoginIpThrottle]
+    serializer_class = RefreshInput

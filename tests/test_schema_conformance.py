@@ -34,7 +34,6 @@ CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {
 def seeded(db, owner, member, linked_account):
     from accounts.services import device_key_create
     from risk import services as risk_services
-    from tests.conftest import api_client_for  # noqa: F401 (same JWT path as the API tests)
 
     account = linked_account(7001)  # on the simulated terminal behind a real bridge
     TradingAccount.objects.filter(pk=account.pk).update(**{

@@ -12,7 +12,11 @@ TOKEN = "/api/v1/auth/token"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(settings):
+    # a cache of this process only: the shared Redis test database is flushed by other
+    # test runs at any moment, which would reset the throttles' counts mid-test
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "sign-in-tests"}}
     cache.clear()
     yield
     cache.clear()

@@ -13,7 +13,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(settings):
+    # a cache of this process only: the shared Redis test database is flushed by other
+    # test runs at any moment, which would reset the throttles' counts mid-test
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "sign-in-tests"}}
     cache.clear()
     yield
     cache.clear()
@@ -81,3 +85,12 @@ def test_revoke_is_idempotent(member):
     sign_in(client)
     assert user_tokens_revoke(user=member) == 2
     assert user_tokens_revoke(user=member) == 0
+
+
+def test_a_refresh_token_of_a_deleted_user_is_401_not_500(django_user_model):
+    user = django_user_model.objects.create_user(username="gone", password="pw-gone-123")
+    client = APIClient()
+    tokens = sign_in(client, "gone", "pw-gone-123")
+    user.delete()
+    response = refresh(client, tokens["refresh"])
+    assert response.status_code == 401
