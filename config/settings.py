@@ -339,6 +339,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "dashboard-sparklines-warm": {  # the owner's dashboard: equity buckets into the cache
+        "task": "dashboard.tasks.equity_sparklines_warm",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "sync-logs-prune": {
         "task": "positions.tasks.sync_logs_prune",
         "schedule": 86400.0,  # daily

@@ -12,8 +12,9 @@ bucket's sum.
 The line ends at the last *finished* bucket (the live total is in the table beside it). A
 finished bucket never changes, so each is computed once and cached (Django's cache) for a
 day: a render computes only a bucket that finished since the last one, over that bucket's
-snapshots (the ``taken_at`` index), or nothing. A cold cache costs one pass over the
-window's snapshots (bench/dashboard_bench.py prints both).
+snapshots (the ``taken_at`` index), or nothing. After a cache loss a render computes the
+newest two and the beat task ``dashboard.tasks.equity_sparklines_warm`` the others, 24 a
+minute, so no request pays for the whole day (bench/dashboard_bench.py prints the costs).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Avg, F, FloatField, Func, Min, Value
 from django.db.models.functions import Floor
+from django.utils import timezone
 
 from dashboard.sparkline import sparkline_points
 from positions.models import EquitySnapshot
@@ -38,6 +40,10 @@ SPARKLINE_BUCKETS = 96
 BUCKET_LADDER = (60, 120, 300, 600, 900)
 SPARKLINE_WIDTH, SPARKLINE_HEIGHT = 240, 40
 FINISHED_BUCKET_TTL = 25 * 3600
+# A render computes at most this many missing buckets (one just finished is 1; a cold
+# cache 96, which would take seconds at 2,000 accounts); the beat task fills in the rest.
+RENDER_MAX_BUCKETS = 2
+WARM_MAX_BUCKETS = 24
 CACHE_PREFIX = "dashboard:equity:v2"
 CENT = Decimal("0.01")
 
@@ -134,12 +140,15 @@ def _window(now: datetime) -> tuple[int, int, int]:
     return width, start, stop
 
 
-def _totals(width: int, start: int, stop: int) -> dict[int, list[tuple[str, Decimal]]]:
-    """Each finished bucket's totals, from the cache, or from the database (once)."""
+def _totals(width: int, start: int, stop: int, *,
+            limit: int) -> tuple[dict[int, list[tuple[str, Decimal]]], int]:
+    """Each finished bucket's totals, from the cache, or from the database (once): at most
+    ``limit`` missing buckets are computed, newest first. Returns the totals known and how
+    many buckets were computed."""
     keys = {k: f"{CACHE_PREFIX}:{width}:{k}" for k in range(start, stop)}
     cached = cache.get_many(keys.values())
     totals = {k: cached[key] for k, key in keys.items() if key in cached}
-    missing = [k for k in keys if k not in totals]
+    missing = [k for k in keys if k not in totals][-limit:] if limit > 0 else []
     if missing:
         computed: dict[int, list[tuple[str, Decimal]]] = {k: [] for k in missing}
         for currency, k, total, _ in equity_buckets(start=missing[0], stop=missing[-1] + 1,
@@ -147,17 +156,20 @@ def _totals(width: int, start: int, stop: int) -> dict[int, list[tuple[str, Deci
             computed.setdefault(k, []).append((currency, total))
         cache.set_many({keys[k]: computed[k] for k in missing}, FINISHED_BUCKET_TTL)
         totals.update({k: computed[k] for k in missing})
-    return totals
+    return totals, len(missing)
 
 
 def sparklines(*, now: datetime) -> tuple[dict[str, Sparkline], datetime | None, int]:
     """``({currency: Sparkline}, start of the line, bucket seconds)``: 1 query, plus 1 when
-    a bucket finished since the last render (or the cache is cold)."""
+    a bucket finished since the last render (or the cache is cold: then this render
+    computes the newest ``RENDER_MAX_BUCKETS`` and leaves the rest to
+    ``sparklines_warm``, so a cold cache never makes the page slow)."""
     width, start, stop = _window(now)
     if stop <= start:
         return {}, None, width
     series: dict[str, list[tuple[int, Decimal]]] = {}
-    for k, rows in sorted(_totals(width, start, stop).items()):
+    totals, _ = _totals(width, start, stop, limit=RENDER_MAX_BUCKETS)
+    for k, rows in sorted(totals.items()):
         for currency, total in rows:
             series.setdefault(currency, []).append((k - start, total))
     lines = {}
@@ -169,3 +181,13 @@ def sparklines(*, now: datetime) -> tuple[dict[str, Sparkline], datetime | None,
             first=values[0], last=values[-1], low=min(values), high=max(values),
             samples=len(values))
     return lines, datetime.fromtimestamp(start * width, tz=UTC), width
+
+
+def sparklines_warm(*, now: datetime | None = None) -> int:
+    """Compute up to ``WARM_MAX_BUCKETS`` finished buckets the cache lacks, newest first
+    (beat runs it every minute: a cold cache is full again within minutes, off the request
+    path). Returns how many were computed."""
+    width, start, stop = _window(now or timezone.now())
+    if stop <= start:
+        return 0
+    return _totals(width, start, stop, limit=WARM_MAX_BUCKETS)[1]

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import TradingAccount
-from dashboard.equity import bucket_width, equity_buckets, sparklines
+from dashboard.equity import bucket_width, equity_buckets, sparklines, sparklines_warm
 from dashboard.selectors import risk_dashboard
 from guards.models import AccountGuardState, CloseRequest, LiquidationEpisode, PlatformState
 from positions.models import Position
@@ -72,10 +72,9 @@ def _roster(n: int, *, start: int = 0, now: datetime | None = None) -> list[Trad
     return accounts
 
 
-def _admin_index(client, user) -> tuple[str, int]:
-    from django.core.cache import cache
-
-    cache.clear()  # the sparklines' cache: count the cold render's queries
+def _admin_index(client, user, *, cold: bool = True) -> tuple[str, int]:
+    if cold:
+        cache.clear()  # the sparklines' cache: count the cold render's queries
     client.force_login(user)
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/admin/")
@@ -107,7 +106,9 @@ def test_the_owner_sees_the_figures_with_links_into_the_filtered_lists(client, o
     PlatformState.objects.create(pk=1, state="reducing", reason="news at 14:30",
                                  changed_by=owner)
 
-    html, _ = _admin_index(client, owner)
+    while sparklines_warm():  # what the beat task does: every finished bucket cached
+        pass
+    html, _ = _admin_index(client, owner, cold=False)
 
     assert 'id="risk-dashboard"' in html
     assert "REDUCING" in html and "news at 14:30" in html and "changed by <b>owner</b>" in html
@@ -146,9 +147,11 @@ def test_the_query_count_does_not_grow_with_the_accounts(client, owner,
     assert small == large
     cache.clear()
     with django_assert_num_queries(SELECTOR_QUERIES):
-        dash = risk_dashboard()
-    with django_assert_num_queries(SELECTOR_QUERIES - 1):  # finished buckets are cached
         risk_dashboard()
+    while sparklines_warm():  # the beat task: the buckets the cold render left
+        pass
+    with django_assert_num_queries(SELECTOR_QUERIES - 1):  # finished buckets are cached
+        dash = risk_dashboard()
     assert dash.accounts_total == 63
     # 21 accounts at each of ok / warning / critical; the 21 critical ones with i % 3 == 2
     # have an episode, 10 of them (i odd) liquidating: counted there, not under critical
@@ -194,8 +197,25 @@ def test_the_line_ends_at_the_last_finished_bucket_and_finished_ones_are_cached(
         EquitySnapshotFactory(account=account, equity=D(equity),
                               taken_at=now - timedelta(minutes=minutes_ago))
     # 30 min of history: 60 s buckets; the first (30 min ago) and the running one are out
-    lines, since, width = sparklines(now=now)
+    assert sparklines_warm(now=now) == 24  # the newest 24 of 29 finished buckets
+    lines, since, width = sparklines(now=now)  # and this render the next 2
     assert width == 60 and since == now - timedelta(minutes=29, seconds=30)
     assert (lines["USD"].first, lines["USD"].last, lines["USD"].samples) == (D(2), D(3), 2)
+    assert sparklines_warm(now=now) == 3
     with django_assert_num_queries(1):  # only the window: every finished bucket is cached
         assert sparklines(now=now)[0] == lines
+
+
+def test_a_cold_cache_costs_a_render_two_buckets_and_the_beat_task_the_rest():
+    now = datetime.fromtimestamp((int(timezone.now().timestamp()) // 60) * 60 + 30, tz=UTC)
+    account = TradingAccountFactory(currency="EUR")
+    for minutes_ago in range(12, -1, -1):  # one snapshot a minute: 12 finished buckets
+        EquitySnapshotFactory(account=account, equity=D(1000 - minutes_ago),
+                              taken_at=now - timedelta(minutes=minutes_ago))
+    lines, _, _ = sparklines(now=now)
+    assert (lines["EUR"].samples, lines["EUR"].last) == (2, D(999))  # the newest two
+    assert sparklines_warm(now=now) == 9  # 12 buckets, the first left out, 2 cached
+    lines, _, _ = sparklines(now=now)
+    # the first bucket (12 min ago, 988) is left out: the line runs from 989 to 999
+    assert (lines["EUR"].samples, lines["EUR"].first) == (11, D(989))
+    assert sparklines_warm(now=now) == 0
