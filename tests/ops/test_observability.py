@@ -162,8 +162,9 @@ def _promtool() -> str:
 
 
 @pytest.mark.parametrize("command", [["check", "rules", str(RULES)],
-                                     ["test", "rules", str(RULES_TEST)]],
-                         ids=["check", "test"])
+                                     ["test", "rules", str(RULES_TEST)],
+                                     ["check", "config", str(RULES.with_name("prometheus.yml"))]],
+                         ids=["check", "test", "config"])
 def test_promtool_accepts_the_rules(command):
     result = subprocess.run([_promtool(), *command], capture_output=True, text=True,
                             timeout=60, check=False)
