@@ -303,6 +303,11 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "sync"
 CELERY_TASK_ROUTES = {
+    # the 1 s tick and the stale sweep on their own queue, served by the Procfile's
+    # dispatcher (a solo worker): a hung terminal blocking every sync process cannot stop
+    # the dispatcher, nor hide that accounts are going stale
+    "positions.tasks.sync_dispatch": {"queue": "dispatch"},
+    "positions.tasks.sync_mark_stale": {"queue": "dispatch"},
     "guards.tasks.close_request_execute": {"queue": "close"},
     "positions.tasks.*": {"queue": "sync"},
     "guards.tasks.*": {"queue": "guards"},

@@ -76,7 +76,8 @@ def test_a_redis_restart_keeps_the_worker_and_loses_no_recheck(
     processes = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", *args], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for args in (["worker", "-Q", "sync,guards,close", "-c", "2", "--without-mingle",
+        for args in (["worker", "-Q", "dispatch,sync,guards,close", "-c", "2",
+                      "--without-mingle",
                       "--without-gossip", "-l", "warning"],
                      ["beat", "-l", "warning", "--schedule", str(tmp_path / "beat.db")])]
     worker = processes[0]
