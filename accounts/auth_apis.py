@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -55,16 +56,31 @@ class LoginUsernameThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
+class SignInInput(TokenObtainPairSerializer):
+    """simplejwt's sign-in with bounded fields: a username longer than the model's 150
+    characters is 400 before anything looks it up (django-axes records every failed
+    sign-in, and a 5,000-character one overflowed its column into a 500)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[self.username_field] = serializers.CharField(write_only=True,
+                                                                 max_length=150)
+        self.fields["password"] = serializers.CharField(
+            write_only=True, max_length=4096, trim_whitespace=False,
+            style={"input_type": "password"})
+
+
 SIGN_IN_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer,
                   429: ErrorSerializer}
 
 
 @extend_schema_view(post=extend_schema(
-    responses={200: TokenObtainPairSerializer, **SIGN_IN_ERRORS},
+    request=SignInInput, responses={200: SignInInput, **SIGN_IN_ERRORS},
     summary="A JWT pair (access, refresh) for a username and password; throttled per "
             "username and per address (429 with Retry-After)"))
 class TokenObtainApi(TokenObtainPairView):
     throttle_classes = [LoginIpThrottle, LoginUsernameThrottle]
+    serializer_class = SignInInput
 
 
 class RefreshInput(TokenRefreshSerializer):
