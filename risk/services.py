@@ -124,7 +124,8 @@ def risk_configuration_update(*, changed_by: Any, source: str,
         changed_by=changed_by, source=source, changed_at=timezone.now())
     transaction.on_commit(lambda: _publish(config))
     # what this change replaced, read under the lock (the API answers it)
-    config.previous_fixed_risk_percent = Decimal(str(previous["fixed_risk_percent"]))
+    config.previous_fixed_risk_percent = Decimal(  # type: ignore[attr-defined]
+        str(previous["fixed_risk_percent"]))
     return config
 
 
