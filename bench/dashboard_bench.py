@@ -17,7 +17,7 @@ and does its query count stay constant? What it does:
    finished sparkline bucket cached (almost every render), ``--runs`` times with the newest
    bucket forgotten (the render after a bucket finishes: one 15-minute bucket's snapshots
    aggregated), and ``--cold-runs`` times with the cache emptied (the render computes the
-   newest two buckets); prints the query counts, p50 and max; then times the beat task
+   newest bucket); prints the query counts, p50 and max; then times the beat task
    filling an emptied cache (96 buckets, 24 a run). Nothing is asserted.
 """
 
@@ -206,7 +206,7 @@ def main() -> None:
     client.force_login(User.objects.get(username="owner"))
     for label, forget, runs in (("GET /admin/, finished buckets cached", "", args.runs),
                                 ("GET /admin/, newest bucket computed", "newest", args.runs),
-                                ("GET /admin/, cold cache (newest 2 computed)", "all",
+                                ("GET /admin/, cold cache (newest computed)", "all",
                                  args.cold_runs)):
         times, queries = timed_get(client, runs, forget=forget)
         report(label, times, queries)

@@ -13,7 +13,7 @@ The line ends at the last *finished* bucket (the live total is in the table besi
 finished bucket never changes, so each is computed once and cached (Django's cache) for a
 day: a render computes only a bucket that finished since the last one, over that bucket's
 snapshots (the ``taken_at`` index), or nothing. After a cache loss a render computes the
-newest two and the beat task ``dashboard.tasks.equity_sparklines_warm`` the others, 24 a
+newest one and the beat task ``dashboard.tasks.equity_sparklines_warm`` the others, 24 a
 minute, so no request pays for the whole day (bench/dashboard_bench.py prints the costs).
 """
 
@@ -40,9 +40,9 @@ SPARKLINE_BUCKETS = 96
 BUCKET_LADDER = (60, 120, 300, 600, 900)
 SPARKLINE_WIDTH, SPARKLINE_HEIGHT = 240, 40
 FINISHED_BUCKET_TTL = 25 * 3600
-# A render computes at most this many missing buckets (one just finished is 1; a cold
-# cache 96, which would take seconds at 2,000 accounts); the beat task fills in the rest.
-RENDER_MAX_BUCKETS = 2
+# A render computes at most this many missing buckets (the one that just finished; a cold
+# cache lacks 96, seconds of work at 2,000 accounts): the beat task fills in the rest.
+RENDER_MAX_BUCKETS = 1
 WARM_MAX_BUCKETS = 24
 CACHE_PREFIX = "dashboard:equity:v2"
 CENT = Decimal("0.01")

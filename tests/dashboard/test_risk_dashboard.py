@@ -198,23 +198,23 @@ def test_the_line_ends_at_the_last_finished_bucket_and_finished_ones_are_cached(
                               taken_at=now - timedelta(minutes=minutes_ago))
     # 30 min of history: 60 s buckets; the first (30 min ago) and the running one are out
     assert sparklines_warm(now=now) == 24  # the newest 24 of 29 finished buckets
-    lines, since, width = sparklines(now=now)  # and this render the next 2
+    lines, since, width = sparklines(now=now)  # and this render the next one
     assert width == 60 and since == now - timedelta(minutes=29, seconds=30)
     assert (lines["USD"].first, lines["USD"].last, lines["USD"].samples) == (D(2), D(3), 2)
-    assert sparklines_warm(now=now) == 3
+    assert sparklines_warm(now=now) == 4
     with django_assert_num_queries(1):  # only the window: every finished bucket is cached
         assert sparklines(now=now)[0] == lines
 
 
-def test_a_cold_cache_costs_a_render_two_buckets_and_the_beat_task_the_rest():
+def test_a_cold_cache_costs_a_render_one_bucket_and_the_beat_task_the_rest():
     now = datetime.fromtimestamp((int(timezone.now().timestamp()) // 60) * 60 + 30, tz=UTC)
     account = TradingAccountFactory(currency="EUR")
     for minutes_ago in range(12, -1, -1):  # one snapshot a minute: 12 finished buckets
         EquitySnapshotFactory(account=account, equity=D(1000 - minutes_ago),
                               taken_at=now - timedelta(minutes=minutes_ago))
     lines, _, _ = sparklines(now=now)
-    assert (lines["EUR"].samples, lines["EUR"].last) == (2, D(999))  # the newest two
-    assert sparklines_warm(now=now) == 9  # 12 buckets, the first left out, 2 cached
+    assert (lines["EUR"].samples, lines["EUR"].last) == (1, D(999))  # the newest only
+    assert sparklines_warm(now=now) == 10  # 12 buckets, the first left out, 1 cached
     lines, _, _ = sparklines(now=now)
     # the first bucket (12 min ago, 988) is left out: the line runs from 989 to 999
     assert (lines["EUR"].samples, lines["EUR"].first) == (11, D(989))
