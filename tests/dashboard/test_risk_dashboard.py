@@ -219,3 +219,16 @@ def test_a_cold_cache_costs_a_render_one_bucket_and_the_beat_task_the_rest():
     # the first bucket (12 min ago, 988) is left out: the line runs from 989 to 999
     assert (lines["EUR"].samples, lines["EUR"].first) == (11, D(989))
     assert sparklines_warm(now=now) == 0
+
+
+def test_the_beat_task_warms_the_cache_and_is_scheduled(settings):
+    from dashboard.tasks import equity_sparklines_warm
+
+    now = timezone.now()
+    account = TradingAccountFactory(currency="USD")
+    for minutes_ago in (20, 15, 10):  # 20 min of history: about 19 one-minute buckets
+        EquitySnapshotFactory(account=account, taken_at=now - timedelta(minutes=minutes_ago))
+    assert 0 < equity_sparklines_warm.apply().get() <= 20
+    assert equity_sparklines_warm.apply().get() == 0  # safe to run twice: nothing left
+    entry = settings.CELERY_BEAT_SCHEDULE["dashboard-sparklines-warm"]
+    assert entry["task"] == "dashboard.tasks.equity_sparklines_warm"
