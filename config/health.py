@@ -61,8 +61,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
             .annotate(n=Count("id")).values_list("sync_status", "n"))
         last_sync = TradingAccount.objects.aggregate(m=Max("last_synced_at"))["m"]
         beat = DispatcherHeartbeat.objects.filter(name="sync").first()
-    except DatabaseError:
-        logger.warning("healthz: the database is unreachable", exc_info=True)
+    except DatabaseError as exc:
+        logger.warning("healthz: the database is unreachable (%s)", type(exc).__name__)
         failing.append("database")
         statuses, last_sync, beat = {}, None, None
     else:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from guards.models import LiquidationEpisode
@@ -99,14 +100,25 @@ def test_a_redis_restart_keeps_the_worker_and_loses_no_recheck(
                                          queue="guards")
         redis.send_signal(signal.SIGKILL)
         redis.wait(timeout=10)
-        time.sleep(10)
+        settings.CELERY_BROKER_URL = broker  # what this process's /healthz looks at
+        health = Client()
+        time.sleep(5)
+        during = health.get("/healthz")
+        assert during.status_code == 503 and "broker" in during.json()["failing"]
+        time.sleep(5)
         assert worker.poll() is None, "the worker died with Redis"
         redis = start_redis(port)
         restarted = timezone.now()
+        clock = time.monotonic()
 
-        # syncs resume through the restarted Redis
+        # syncs resume through the restarted Redis, and /healthz says so
         wait_for(lambda: SyncLog.objects.filter(account=account, result="ok",
                                                 started_at__gt=restarted).exists(), 90)
+        synced_after = time.monotonic() - clock
+        wait_for(lambda: health.get("/healthz").status_code == 200, 60)
+        healthy_after = time.monotonic() - clock
+        print(f"\nRedis back: first sync after {synced_after:.1f} s, /healthz 200 after "
+              f"{healthy_after:.1f} s")
         # the re-check ran: the account is far from critical, so the episode is cancelled
         wait_for(lambda: LiquidationEpisode.objects.get(pk=episode.pk).status !=
                  LiquidationEpisode.Status.WARNING, 90)
