@@ -10,11 +10,12 @@ snapshots. An account with no snapshot in a bucket (stale for all of it) is not 
 bucket's sum.
 
 The line ends at the last *finished* bucket (the live total is in the table beside it). A
-finished bucket never changes, so each is computed once and cached (Django's cache) for a
-day: a render computes only a bucket that finished since the last one, over that bucket's
-snapshots (the ``taken_at`` index), or nothing. After a cache loss a render computes the
-newest one and the beat task ``dashboard.tasks.equity_sparklines_warm`` the others, 24 a
-minute, so no request pays for the whole day (bench/dashboard_bench.py prints the costs).
+finished bucket never changes, so it is computed once, over that bucket's snapshots (the
+``taken_at`` index), and cached (Django's cache) for a day. The beat task
+``dashboard.tasks.equity_sparklines_warm`` computes each bucket that finished, within a
+minute, and refills a cold cache, 24 buckets a minute; a render computes one itself only
+when the two newest are missing (a cold cache, or no beat), so no request pays for more
+than one bucket (bench/dashboard_bench.py prints the costs).
 """
 
 from __future__ import annotations
@@ -140,15 +141,21 @@ def _window(now: datetime) -> tuple[int, int, int]:
     return width, start, stop
 
 
-def _totals(width: int, start: int, stop: int, *,
-            limit: int) -> tuple[dict[int, list[tuple[str, Decimal]]], int]:
+def _totals(width: int, start: int, stop: int, *, limit: int,
+            render: bool = False) -> tuple[dict[int, list[tuple[str, Decimal]]], int]:
     """Each finished bucket's totals, from the cache, or from the database (once): at most
-    ``limit`` missing buckets are computed, newest first. Returns the totals known and how
-    many buckets were computed."""
+    ``limit`` missing buckets are computed, newest first. For a ``render``, only when the
+    two newest are both missing (the cache is cold, or the beat task is not running): a
+    bucket that has just finished is the beat task's, within a minute. Returns the totals
+    known and how many buckets were computed."""
     keys = {k: f"{CACHE_PREFIX}:{width}:{k}" for k in range(start, stop)}
     cached = cache.get_many(keys.values())
     totals = {k: cached[key] for k, key in keys.items() if key in cached}
-    missing = [k for k in keys if k not in totals][-limit:] if limit > 0 else []
+    missing = [k for k in keys if k not in totals]
+    if render:
+        behind = stop - 1 not in totals and (stop - 2 < start or stop - 2 not in totals)
+        limit = limit if behind else 0
+    missing = missing[-limit:] if limit > 0 else []
     if missing:
         computed: dict[int, list[tuple[str, Decimal]]] = {k: [] for k in missing}
         for currency, k, total, _ in equity_buckets(start=missing[0], stop=missing[-1] + 1,
@@ -160,15 +167,15 @@ def _totals(width: int, start: int, stop: int, *,
 
 
 def sparklines(*, now: datetime) -> tuple[dict[str, Sparkline], datetime | None, int]:
-    """``({currency: Sparkline}, start of the line, bucket seconds)``: 1 query, plus 1 when
-    a bucket finished since the last render (or the cache is cold: then this render
-    computes the newest ``RENDER_MAX_BUCKETS`` and leaves the rest to
-    ``sparklines_warm``, so a cold cache never makes the page slow)."""
+    """``({currency: Sparkline}, start of the line, bucket seconds)``: 1 query. A bucket
+    that has just finished is left to the beat task (``sparklines_warm``, every minute);
+    only when the two newest are both missing (a cold cache, or no beat) does the render
+    compute the newest one itself (1 more query), so no render pays for more."""
     width, start, stop = _window(now)
     if stop <= start:
         return {}, None, width
     series: dict[str, list[tuple[int, Decimal]]] = {}
-    totals, _ = _totals(width, start, stop, limit=RENDER_MAX_BUCKETS)
+    totals, _ = _totals(width, start, stop, limit=RENDER_MAX_BUCKETS, render=True)
     for k, rows in sorted(totals.items()):
         for currency, total in rows:
             series.setdefault(currency, []).append((k - start, total))

@@ -198,10 +198,10 @@ def test_the_line_ends_at_the_last_finished_bucket_and_finished_ones_are_cached(
                               taken_at=now - timedelta(minutes=minutes_ago))
     # 30 min of history: 60 s buckets; the first (30 min ago) and the running one are out
     assert sparklines_warm(now=now) == 24  # the newest 24 of 29 finished buckets
-    lines, since, width = sparklines(now=now)  # and this render the next one
+    lines, since, width = sparklines(now=now)  # the newest are cached: it computes none
     assert width == 60 and since == now - timedelta(minutes=29, seconds=30)
     assert (lines["USD"].first, lines["USD"].last, lines["USD"].samples) == (D(2), D(3), 2)
-    assert sparklines_warm(now=now) == 4
+    assert sparklines_warm(now=now) == 5
     with django_assert_num_queries(1):  # only the window: every finished bucket is cached
         assert sparklines(now=now)[0] == lines
 
