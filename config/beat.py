@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,13 @@ class SingletonScheduler(DatabaseScheduler):
     def _holds_lease(self) -> bool:
         from positions.services import beat_lease_hold
 
+        # Beat serves no requests, so nothing else drops a connection the database broke
+        # (a PostgreSQL restart): do it here, or it would stay broken for good.
+        close_old_connections()
         try:
             return beat_lease_hold(holder=self.holder, seconds=LEASE_SECONDS)
         except DatabaseError:
+            connection.close()
             logger.warning("beat: the database is unreachable; not sending until it is back")
             return False
 
