@@ -15,3 +15,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/faults/" in str(item.fspath):
             item.add_marker(pytest.mark.faults)
+
+
+def assert_invariants(*, sim_bridge, logins: list[int], positions_before: int) -> None:
+    """What must hold after every scenario, once it has recovered: no position row lost
+    (a failed read deletes nothing), no position closed twice at the broker, and no
+    liquidation episode or close request left in a non-final state."""
+    from brokers import mt5_api
+    from guards.models import CloseRequest, LiquidationEpisode
+    from positions.models import Position
+
+    assert Position.objects.count() >= positions_before, "a position row was lost"
+    for login in logins:
+        outs: dict[int, int] = {}
+        for deal in sim_bridge.admin_deals(login):
+            if deal.entry == mt5_api.DEAL_ENTRY_OUT and deal.reason == mt5_api.DEAL_REASON_EXPERT:
+                outs[deal.position_id] = outs.get(deal.position_id, 0) + 1
+        assert all(n == 1 for n in outs.values()), f"closed twice: {outs}"
+    assert not LiquidationEpisode.objects.filter(status__in=("warning", "liquidating")).exists()
+    assert not CloseRequest.objects.filter(status__in=("pending", "sending")).exists()

@@ -13,6 +13,7 @@ import pytest
 from accounts.models import TradingAccount
 from positions.models import SyncLog
 from positions.services import accounts_sync
+from tests.faults.conftest import assert_invariants
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +42,8 @@ def test_a_hung_terminal_fails_the_batch_fast_and_writes_every_account(
     assert all(a.equity is not None for a in TradingAccount.objects.all())  # figures kept
     # the terminal is back: the next cycle heals every account
     assert len(accounts_sync(account_ids=ids).synced) == 5
+    assert_invariants(sim_bridge=sim_bridge, logins=[7500 + i for i in range(5)],
+                      positions_before=0)
 
 
 def test_a_slow_batch_stops_at_its_deadline_and_writes_what_it_has(

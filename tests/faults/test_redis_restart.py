@@ -23,6 +23,7 @@ from django.utils import timezone
 from guards.models import LiquidationEpisode
 from positions.models import SyncLog
 from tests.conftest import ROOT
+from tests.faults.conftest import assert_invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -124,6 +125,7 @@ def test_a_redis_restart_keeps_the_worker_and_loses_no_recheck(
                  LiquidationEpisode.Status.WARNING, 90)
         assert LiquidationEpisode.objects.get(pk=episode.pk).status == "cancelled"
         assert worker.poll() is None
+        assert_invariants(sim_bridge=sim_bridge, logins=[7401], positions_before=1)
     finally:
         for process in processes:
             if process.poll() is None:

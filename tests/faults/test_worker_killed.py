@@ -26,6 +26,7 @@ from guards.models import CloseAttempt, CloseRequest, LiquidationEpisode
 from positions.services import accounts_sync
 from tests.e2e.conftest import REDIS_BROKER, ROOT
 from tests.e2e.test_celery_worker import wait_for
+from tests.faults.conftest import assert_invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -107,3 +108,4 @@ def test_a_worker_killed_after_sending_ends_flat_with_one_close_per_position(
                                        comment="found closed on look-up").exists()
     assert set(CloseRequest.objects.filter(episode=episode)
                .values_list("status", flat=True)) == {"done"}
+    assert_invariants(sim_bridge=sim_bridge, logins=[7301], positions_before=2)
