@@ -34,3 +34,22 @@ def assert_invariants(*, sim_bridge, logins: list[int], positions_before: int) -
         assert all(n == 1 for n in outs.values()), f"closed twice: {outs}"
     assert not LiquidationEpisode.objects.filter(status__in=("warning", "liquidating")).exists()
     assert not CloseRequest.objects.filter(status__in=("pending", "sending")).exists()
+
+
+def stop_all(processes: list, redis) -> None:
+    """Stop the scenario's Celery processes (TERM to each session, KILL after 30 s) and its
+    private redis-server."""
+    import os
+    import signal
+    import subprocess
+
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    redis.kill()
+    redis.wait(timeout=10)

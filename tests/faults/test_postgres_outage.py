@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, SIM_SERVER
+from tests.faults.conftest import stop_all
 from tests.faults.test_redis_restart import spare_port, start_redis, wait_for
 
 OUTAGE_SECONDS = 30
@@ -110,13 +110,4 @@ def test_a_postgres_outage_is_survived_by_every_process(private_postgres, sim_br
         print(f"\nPostgreSQL back: first sync after {recovered:.1f} s")
         assert [p.poll() for p in processes] == [None, None, None]
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        redis.kill()
-        redis.wait(timeout=10)
+        stop_all(processes, redis)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from guards.models import LiquidationEpisode
 from positions.models import SyncLog
 from tests.conftest import ROOT
-from tests.faults.conftest import assert_invariants
+from tests.faults.conftest import assert_invariants, stop_all
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -127,16 +127,7 @@ def test_a_redis_restart_keeps_the_worker_and_loses_no_recheck(
         assert worker.poll() is None
         assert_invariants(sim_bridge=sim_bridge, logins=[7401], positions_before=1)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        redis.kill()
-        redis.wait(timeout=10)
+        stop_all(processes, redis)
 
 
 def _on_path(name: str) -> bool:
