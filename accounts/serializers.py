@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import TradingAccount
+from accounts.selectors import account_sync_view
 
 MAX_LOGIN = 2**63 - 1
 
@@ -49,6 +50,4 @@ class AccountOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_sync(self, account: TradingAccount) -> dict[str, Any]:
-        from positions.selectors import account_sync_view
-
         return SyncSerializer(account_sync_view(account)).data

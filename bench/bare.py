@@ -121,7 +121,7 @@ def positions(request: HttpRequest) -> JsonResponse:
             "opened_at": _iso(p["opened_at"]),
         })
 
-    # Freshness, as positions.selectors.account_sync_view: an old answer is stale.
+    # Freshness, as accounts.selectors.account_sync_view: an old answer is stale.
     last_synced_at = account["last_synced_at"]
     age = None if last_synced_at is None else (timezone.now() - last_synced_at).total_seconds()
     status = account["sync_status"]

@@ -3,17 +3,15 @@ equity series. Money is in the account's currency; prices in the quote currency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, F, Max, Min, Q, Sum, Window
 from django.db.models.functions import Mod, RowNumber
-from django.utils import timezone
 
 from accounts.models import TradingAccount
+from accounts.selectors import SyncView, account_sync_view  # noqa: F401 - re-exported
 from positions import pnl
 from positions.models import EquitySnapshot, Position
 
@@ -23,39 +21,6 @@ PERCENT_BASES = {
     "drawdown_percent": "peak equity (high-water mark)",
     "margin_level": "equity / margin × 100",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SyncView:
-    """What the API says about freshness: healthy / stale / error / pending, with age."""
-
-    status: str
-    age_seconds: float | None
-    last_synced_at: datetime | None
-    error_code: str
-    error_message: str
-
-
-def account_sync_view(account: TradingAccount, *, now: datetime | None = None) -> SyncView:
-    """The account's sync status as the API shows it.
-
-    An answer older than ``ACCOUNT_CACHE_TTL_SECONDS`` is *stale* whatever the stored
-    status says, so a stopped worker can never make old figures look live.
-    """
-    now = now or timezone.now()
-    age = None if account.last_synced_at is None else (now - account.last_synced_at)
-    status = account.sync_status
-    if status == TradingAccount.SyncStatus.HEALTHY and (
-        age is None or age.total_seconds() > settings.ACCOUNT_CACHE_TTL_SECONDS
-    ):
-        status = TradingAccount.SyncStatus.STALE
-    return SyncView(
-        status=status,
-        age_seconds=None if age is None else round(age.total_seconds(), 1),
-        last_synced_at=account.last_synced_at,
-        error_code=account.sync_error_code,
-        error_message=account.sync_error_message,
-    )
 
 
 def position_pnl_percent(position: Position) -> Decimal | None:

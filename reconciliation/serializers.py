@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from accounts.selectors import account_sync_view
 from accounts.serializers import SyncSerializer
 from reconciliation.matching import Kind
 from reconciliation.models import ExpectedTrade
@@ -59,8 +60,6 @@ class AccountReconciliationOutput(serializers.Serializer):
     counts_by_kind = serializers.DictField(child=serializers.IntegerField())
 
     def get_sync(self, row: dict) -> dict:
-        from positions.selectors import account_sync_view
-
         return SyncSerializer(account_sync_view(row["account"])).data
 
 
