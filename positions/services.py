@@ -717,23 +717,13 @@ def positions_force_refresh(*, account: TradingAccount, min_interval: int,
     ``refresh_failed`` when the broker could not be read (the stored figures are the last
     good ones, older than the request).
     """
-    import math
-
-    from django.core.cache import cache
     from rest_framework import status
 
     from config.errors import ApplicationError
+    from config.ratelimit import once_per
 
-    key = f"positions:force-refresh:{account.pk}"
-    until = time.time() + min_interval
-    if not cache.add(key, until, timeout=min_interval):
-        held = cache.get(key) or until
-        retry_after = max(1, math.ceil(float(held) - time.time()))
-        raise ApplicationError(
-            f"This account was refreshed less than {min_interval} s ago.",
-            code="rate_limited", status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
-        )
+    once_per(f"positions:force-refresh:{account.pk}", min_interval,
+             message=f"This account was refreshed less than {min_interval} s ago.")
     deadline = time.monotonic() + wait_seconds
     while True:
         outcome = accounts_sync(account_ids=[account.pk])
