@@ -53,7 +53,10 @@ def ensure_database() -> None:
 def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock", "--port", "0",
-         "--members", "0", "--bench-accounts", str(accounts)],
+         "--members", "0", "--bench-accounts", str(accounts),
+         # instant login switches, as the figures in README were measured (the bridge's
+         # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
+         "--login-ms", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert process.stdout is not None

@@ -87,7 +87,7 @@ class SimBridge:
 def start_bridge(token: str, *extra: str) -> SimBridge:
     process = subprocess.Popen(
         [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock",
-         "--port", "0", "--members", "0", *extra],
+         "--port", "0", "--members", "0", "--login-ms", "0", *extra],
         cwd=ROOT, env={**os.environ, "MT5_BRIDGE_TOKEN": token},
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )

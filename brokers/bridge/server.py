@@ -18,7 +18,8 @@ On Windows, beside a real terminal, this file needs only the standard library, t
 ``MetaTrader5`` package and this checkout's ``brokers`` package (standard library only) for
 the signature table: ``python brokers/bridge/server.py --token-file token.txt``. ``--sim``
 serves the simulated terminal of ``brokers.sim`` instead (the demo and the tests);
-``--server-utc-offset 2`` makes it a GMT+2 trade server.
+``--server-utc-offset 2`` makes it a GMT+2 trade server; ``--login-ms 150`` (the default) is
+what its login switch to another account costs (0 for tests that need speed).
 
 Protocol (all bodies JSON, ``Authorization: Bearer <token>`` on every request):
 
@@ -401,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server-utc-offset", type=float, default=0.0, metavar="HOURS",
                         help="--sim: the trade server's UTC offset; reported times are "
                              "its wall clock (e.g. 2 for a GMT+2 server)")
+    parser.add_argument("--login-ms", type=float, default=150.0, metavar="MS",
+                        help="--sim: milliseconds a login switch to another account costs, "
+                             "as in a real terminal (0: instant, for tests)")
     parser.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--keyfile", help="--certfile's private key, if not in the same file")
     args = parser.parse_args(argv)
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
             bar_seconds=args.bar_seconds, manual=args.manual_clock, members=args.members,
             start_bar=args.start_bar, bot=args.bot, bench_accounts=args.bench_accounts,
             initial_orders=not args.no_initial_orders,
-            server_utc_offset_hours=args.server_utc_offset,
+            server_utc_offset_hours=args.server_utc_offset, login_ms=args.login_ms,
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows

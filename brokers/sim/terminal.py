@@ -162,6 +162,15 @@ class SimTerminal:
     never reissues a ticket, so a terminal that restarts must start above every ticket it
     issued before: ``ticket_seed()`` gives one from the clock (the bridge's ``--sim`` uses
     it); the default keeps tests deterministic.
+    ``login_ms``: milliseconds a login switch costs, as a real terminal spends them
+    reconnecting to the trade server as another account. 0 here (in-process unit tests
+    switch at once); the bridge's ``--sim`` terminal, the demo's and the benches', defaults
+    to 150 (``--login-ms``, ``runtime.build_demo_terminal``). Every ``login`` (or
+    ``initialize(login=...)``) to an account other than the one logged in pays it, a
+    refused one too; a login to the account already logged in, with its password, costs
+    nothing (the real terminal keeps its session).
+    ``sleep`` is how the terminal waits, in seconds (``time.sleep``; tests inject a fake to
+    measure the waits without wall-clock timing). Faults' delays wait through it too.
     Every uppercase constant of ``brokers.mt5_api`` is also a class attribute (set at runtime
     below, so type checkers do not see them: typed code should use ``brokers.mt5_api``).
     """
@@ -169,7 +178,8 @@ class SimTerminal:
     def __init__(self, *, bars: list[Bar] | None = None, clock: ReplayClock | None = None,
                  accounts: Iterable[SimAccount] = (), spread_points: int = 12,
                  seed: int = 0, server_utc_offset_hours: float = 0.0,
-                 first_ticket: int = 1_000_000) -> None:
+                 first_ticket: int = 1_000_000, login_ms: float = 0.0,
+                 sleep: Callable[[float], None] | None = None) -> None:
         self._bars = bars if bars is not None else load_bars()
         if not self._bars:
             raise ValueError("no bars to replay")
@@ -184,7 +194,10 @@ class SimTerminal:
         self._shift = timedelta(hours=self.server_utc_offset_hours)
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
-        self._sleep: Callable[[float], None] = time.sleep
+        if not login_ms >= 0:
+            raise ValueError(f"login_ms must be 0 or more, got {login_ms}")
+        self.login_ms = float(login_ms)
+        self._sleep: Callable[[float], None] = sleep or time.sleep
         self._faults = FaultQueue()
         self._books: dict[int, Book] = {}
         self._last_ticket = first_ticket
@@ -546,6 +559,7 @@ class SimTerminal:
             "deals": sum(len(b.deals) for b in self._books.values()),
             "logged_in": self._session, "pending_faults": len(self._faults),
             "server_utc_offset_hours": self.server_utc_offset_hours,
+            "login_ms": self.login_ms,
         }
 
     def sim_inject_fault(self, kind: str, *, method: str | None = None, count: int = 1,
@@ -570,8 +584,13 @@ class SimTerminal:
     def _login(self, login: int, password: str, server: str) -> bool:
         book = self._books.get(login)
         spec = book.spec if book else None
-        if spec is None or (server and server != spec.server) or \
-                password not in (spec.password, spec.investor_password):
+        refused = spec is None or bool(server and server != spec.server) or \
+            password not in (spec.password, spec.investor_password)
+        if self.login_ms and (refused or login != self._session):
+            # the switch: the terminal reconnects to the trade server as ``login``; under
+            # the lock, as a real terminal does one thing at a time
+            self._sleep(self.login_ms / 1000)
+        if refused or spec is None:
             self._session, self._read_only = None, False
             return bool(self._fail(mt5.RES_E_AUTH_FAILED, False))
         self._session = login
