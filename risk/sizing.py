@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 
+from brokers.gateway import Side
 from positions.pnl import CENT, HUNDRED, money
 
 Triple = tuple[Decimal, Decimal, Decimal]
@@ -83,7 +84,7 @@ class SizingInput:
     risk_percent: Decimal       # of the balance, for the whole setup (e.g. 3.0); 0.1 … 50
     splits: Triple              # percent of the risk per entry, sum 100 (e.g. 50, 35, 15)
     margin_buffer_percent: Decimal  # e.g. 20: only 80 % of free margin may be used; 0 … 100
-    side: str                   # "buy" | "sell"
+    side: Side                  # brokers.gateway.Side (its value "buy" / "sell" too)
     entry_price: Decimal
     stop_loss: Decimal
     take_profit: Decimal | None
@@ -203,128 +204,174 @@ def size_position(inp: SizingInput) -> SizingResult:
     split sized below ``volume_min`` (``volume_below_minimum``, never rounded up); then a
     total margin above the available margin (``insufficient_margin``).
 
-    An entry whose split is 0 gets volume 0. ``side`` other than "buy" / "sell", or a margin
-    buffer outside 0 … 100, is a programming error: ``ValueError``.
+    An entry whose split is 0 gets volume 0. ``side`` other than buy / sell
+    (``brokers.gateway.Side``, or its value), or a margin buffer outside 0 … 100, is a
+    programming error: ``ValueError``.
     """
-    if inp.side == "buy":
-        direction = 1
-    elif inp.side == "sell":
-        direction = -1
-    else:
-        raise ValueError(f"side must be 'buy' or 'sell', got {inp.side!r}")
+    direction = _direction(inp.side)
     if not ZERO <= inp.margin_buffer_percent <= HUNDRED:
         raise ValueError(f"margin_buffer_percent must be within 0 … 100, "
                          f"got {inp.margin_buffer_percent}")
+    progress = _Progress(available=money(
+        inp.free_margin * (1 - inp.margin_buffer_percent / HUNDRED)))
 
-    available = money(inp.free_margin * (1 - inp.margin_buffer_percent / HUNDRED))
-    allocated = ZERO_MONEY
-    budgets = ZERO_MONEY_TRIPLE
-    per_lot = ZERO
-    tick_value = inp.loss_tick_value
-
-    def reject(code: str, detail: str) -> SizingResult:
-        return SizingResult(
-            setup_approved=False, rejection_reason=code, rejection_detail=detail,
-            global_risk_percent=inp.risk_percent, allocated_risk_amount=allocated,
-            risk_amount_entries=budgets, volume_entries=ZERO_TRIPLE, total_volume=ZERO,
-            estimated_margin_entries=ZERO_MONEY_TRIPLE, total_estimated_margin=ZERO_MONEY,
-            available_margin=available,
-            margin_utilization_percent=ZERO_MONEY if available > 0 else None,
-            loss_per_lot=per_lot, tick_value_used=tick_value,
-            tick_value_source=inp.tick_value_source,
-        )
-
-    # --- the account and the risk ---
-    if inp.balance <= 0:
-        return reject(BALANCE_NOT_POSITIVE,
-                      f"The balance is {_fmt(inp.balance)}: nothing can be risked.")
-    if not MIN_RISK_PERCENT <= inp.risk_percent <= MAX_RISK_PERCENT:
-        return reject(INVALID_RISK_PERCENT,
-                      f"The risk is {_fmt(inp.risk_percent)} % of the balance; it must be "
-                      f"between {MIN_RISK_PERCENT} % and {MAX_RISK_PERCENT} % inclusive.")
-    risk_amount = inp.balance * inp.risk_percent / HUNDRED
-    allocated = _floor_cents(risk_amount)
-    splits = inp.splits
-    if len(splits) != 3 or any(s < 0 for s in splits) or sum(splits) != HUNDRED:
-        return reject(INVALID_SPLITS,
-                      f"The splits {' / '.join(_fmt(s) for s in splits)} % must be three "
-                      f"non-negative percentages summing to 100 (they sum to "
-                      f"{_fmt(sum(splits, ZERO))}).")
-    budgets = (_floor_cents(risk_amount * splits[0] / HUNDRED),
-               _floor_cents(risk_amount * splits[1] / HUNDRED),
-               _floor_cents(risk_amount * splits[2] / HUNDRED))
-
-    # --- the prices ---
-    entry, stop, tp = inp.entry_price, inp.stop_loss, inp.take_profit
-    if stop == entry:
-        return reject(STOP_EQUALS_ENTRY,
-                      f"The stop loss {_fmt(stop)} equals the entry price: the risk per lot "
-                      f"would be zero.")
-    if (stop - entry) * direction > 0:
-        where = "below" if direction == 1 else "above"
-        return reject(STOP_WRONG_SIDE,
-                      f"A {inp.side}'s stop loss must be {where} the entry {_fmt(entry)}; "
-                      f"it is {_fmt(stop)}.")
-    if tp is not None and (tp - entry) * direction <= 0:
-        where = "above" if direction == 1 else "below"
-        return reject(TAKE_PROFIT_WRONG_SIDE,
-                      f"A {inp.side}'s take profit must be {where} the entry {_fmt(entry)}; "
-                      f"it is {_fmt(tp)}.")
-
-    # --- the symbol ---
-    spec = {"tick_size": inp.tick_size, inp.tick_value_source: tick_value,
-            "volume_step": inp.volume_step, "volume_min": inp.volume_min,
-            "volume_max": inp.volume_max, "margin_per_lot": inp.margin_per_lot}
-    bad = [f"{name} {_fmt(value)}" for name, value in spec.items() if not value > 0]
-    if bad:
-        return reject(INVALID_SYMBOL_SPEC,
-                      f"The symbol specification is unusable: {', '.join(bad)} "
-                      f"(must be positive).")
-    if inp.volume_min > inp.volume_max:
-        return reject(INVALID_SYMBOL_SPEC,
-                      f"The symbol specification is unusable: volume_min "
-                      f"{_fmt(inp.volume_min)} is above volume_max {_fmt(inp.volume_max)}.")
-    per_lot = loss_per_lot(entry_price=entry, stop_loss=stop, tick_size=inp.tick_size,
-                           tick_value=tick_value)
-
-    # --- the volumes ---
-    def volume(k: int) -> Decimal:
-        if splits[k] == 0:
-            return ZERO.quantize(inp.volume_step)
-        return volume_for_budget(budget=budgets[k], loss_per_lot=per_lot,
-                                 volume_step=inp.volume_step, volume_max=inp.volume_max)
-
-    volumes = (volume(0), volume(1), volume(2))
-    too_small = [k for k in range(3) if splits[k] > 0 and volumes[k] < inp.volume_min]
-    if too_small:
-        parts = [f"entry {k + 1} ({_fmt(splits[k])} % of the risk): budget "
-                 f"{_fmt(budgets[k])} / loss per lot {_fmt(money(per_lot))} = "
-                 f"{_fmt(_six_places_down(budgets[k] / per_lot))} lots, rounded down to "
-                 f"{_fmt(volumes[k])}" for k in too_small]
-        return reject(VOLUME_BELOW_MINIMUM,
-                      f"Below the minimum volume {_fmt(inp.volume_min)} lots, which would "
-                      f"exceed the risk budget if rounded up: {'; '.join(parts)}.")
-
-    # --- the margin ---
+    refusal = _check_risk(inp, progress)
+    if refusal is None:
+        refusal = _check_prices(inp, direction) or _check_spec(inp)
+    if refusal is not None:
+        return _rejected(inp, progress, *refusal)
+    progress.per_lot = loss_per_lot(entry_price=inp.entry_price, stop_loss=inp.stop_loss,
+                                    tick_size=inp.tick_size, tick_value=inp.loss_tick_value)
+    volumes = (_entry_volume(inp, progress, 0), _entry_volume(inp, progress, 1),
+               _entry_volume(inp, progress, 2))
+    refusal = _check_volumes(inp, progress, volumes)
+    if refusal is not None:
+        return _rejected(inp, progress, *refusal)
     margins = (money(volumes[0] * inp.margin_per_lot), money(volumes[1] * inp.margin_per_lot),
                money(volumes[2] * inp.margin_per_lot))
     total_margin = margins[0] + margins[1] + margins[2]
+    available = progress.available
     if total_margin > available:
-        return reject(INSUFFICIENT_MARGIN,
-                      f"The entries ({' / '.join(_fmt(v) for v in volumes)} lots) need "
-                      f"{_fmt(total_margin)} of margin; only {_fmt(available)} is available "
-                      f"({_fmt(HUNDRED - inp.margin_buffer_percent)} % of the free margin "
-                      f"{_fmt(inp.free_margin)}).")
+        return _rejected(
+            inp, progress, INSUFFICIENT_MARGIN,
+            f"The entries ({' / '.join(_fmt(v) for v in volumes)} lots) need "
+            f"{_fmt(total_margin)} of margin; only {_fmt(available)} is available "
+            f"({_fmt(HUNDRED - inp.margin_buffer_percent)} % of the free margin "
+            f"{_fmt(inp.free_margin)}).")
 
     return SizingResult(
         setup_approved=True, rejection_reason=None, rejection_detail="",
-        global_risk_percent=inp.risk_percent, allocated_risk_amount=allocated,
-        risk_amount_entries=budgets, volume_entries=volumes,
+        global_risk_percent=inp.risk_percent, allocated_risk_amount=progress.allocated,
+        risk_amount_entries=progress.budgets, volume_entries=volumes,
         total_volume=volumes[0] + volumes[1] + volumes[2],
         estimated_margin_entries=margins, total_estimated_margin=total_margin,
         available_margin=available,
         margin_utilization_percent=(money(total_margin / available * HUNDRED)
                                     if available > 0 else None),
-        loss_per_lot=per_lot, tick_value_used=tick_value,
+        loss_per_lot=progress.per_lot, tick_value_used=inp.loss_tick_value,
         tick_value_source=inp.tick_value_source,
     )
+
+
+# --- the steps of size_position ----------------------------------------------------------
+
+Refusal = tuple[str, str]  # (a code from REJECTION_CODES, a sentence for people)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The figures computed so far: a rejection carries those it got to."""
+
+    available: Decimal
+    allocated: Decimal = ZERO_MONEY
+    budgets: Triple = ZERO_MONEY_TRIPLE
+    per_lot: Decimal = ZERO
+
+
+def _direction(side: Side | str) -> int:
+    """+1 for a buy, −1 for a sell (``brokers.gateway.Side`` or its value); ValueError
+    otherwise."""
+    if side == Side.BUY:
+        return 1
+    if side == Side.SELL:
+        return -1
+    raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+
+
+def _rejected(inp: SizingInput, progress: _Progress, code: str, detail: str) -> SizingResult:
+    available = progress.available
+    return SizingResult(
+        setup_approved=False, rejection_reason=code, rejection_detail=detail,
+        global_risk_percent=inp.risk_percent, allocated_risk_amount=progress.allocated,
+        risk_amount_entries=progress.budgets, volume_entries=ZERO_TRIPLE, total_volume=ZERO,
+        estimated_margin_entries=ZERO_MONEY_TRIPLE, total_estimated_margin=ZERO_MONEY,
+        available_margin=available,
+        margin_utilization_percent=ZERO_MONEY if available > 0 else None,
+        loss_per_lot=progress.per_lot, tick_value_used=inp.loss_tick_value,
+        tick_value_source=inp.tick_value_source,
+    )
+
+
+def _check_risk(inp: SizingInput, progress: _Progress) -> Refusal | None:
+    """The account and the risk: balance, risk %, splits. Fills the allocated and per-entry
+    budgets (rounded down to the cent) as soon as they are valid."""
+    if inp.balance <= 0:
+        return (BALANCE_NOT_POSITIVE,
+                f"The balance is {_fmt(inp.balance)}: nothing can be risked.")
+    if not MIN_RISK_PERCENT <= inp.risk_percent <= MAX_RISK_PERCENT:
+        return (INVALID_RISK_PERCENT,
+                f"The risk is {_fmt(inp.risk_percent)} % of the balance; it must be "
+                f"between {MIN_RISK_PERCENT} % and {MAX_RISK_PERCENT} % inclusive.")
+    risk_amount = inp.balance * inp.risk_percent / HUNDRED
+    progress.allocated = _floor_cents(risk_amount)
+    splits = inp.splits
+    if len(splits) != 3 or any(s < 0 for s in splits) or sum(splits) != HUNDRED:
+        return (INVALID_SPLITS,
+                f"The splits {' / '.join(_fmt(s) for s in splits)} % must be three "
+                f"non-negative percentages summing to 100 (they sum to "
+                f"{_fmt(sum(splits, ZERO))}).")
+    progress.budgets = (_floor_cents(risk_amount * splits[0] / HUNDRED),
+                        _floor_cents(risk_amount * splits[1] / HUNDRED),
+                        _floor_cents(risk_amount * splits[2] / HUNDRED))
+    return None
+
+
+def _check_prices(inp: SizingInput, direction: int) -> Refusal | None:
+    """The stop and the take profit against the entry, on the side's side."""
+    entry, stop, tp = inp.entry_price, inp.stop_loss, inp.take_profit
+    if stop == entry:
+        return (STOP_EQUALS_ENTRY,
+                f"The stop loss {_fmt(stop)} equals the entry price: the risk per lot "
+                f"would be zero.")
+    if (stop - entry) * direction > 0:
+        where = "below" if direction == 1 else "above"
+        return (STOP_WRONG_SIDE,
+                f"A {inp.side}'s stop loss must be {where} the entry {_fmt(entry)}; "
+                f"it is {_fmt(stop)}.")
+    if tp is not None and (tp - entry) * direction <= 0:
+        where = "above" if direction == 1 else "below"
+        return (TAKE_PROFIT_WRONG_SIDE,
+                f"A {inp.side}'s take profit must be {where} the entry {_fmt(entry)}; "
+                f"it is {_fmt(tp)}.")
+    return None
+
+
+def _check_spec(inp: SizingInput) -> Refusal | None:
+    """The symbol's specification: every figure positive, volume_min ≤ volume_max."""
+    spec = {"tick_size": inp.tick_size, inp.tick_value_source: inp.loss_tick_value,
+            "volume_step": inp.volume_step, "volume_min": inp.volume_min,
+            "volume_max": inp.volume_max, "margin_per_lot": inp.margin_per_lot}
+    bad = [f"{name} {_fmt(value)}" for name, value in spec.items() if not value > 0]
+    if bad:
+        return (INVALID_SYMBOL_SPEC,
+                f"The symbol specification is unusable: {', '.join(bad)} "
+                f"(must be positive).")
+    if inp.volume_min > inp.volume_max:
+        return (INVALID_SYMBOL_SPEC,
+                f"The symbol specification is unusable: volume_min "
+                f"{_fmt(inp.volume_min)} is above volume_max {_fmt(inp.volume_max)}.")
+    return None
+
+
+def _entry_volume(inp: SizingInput, progress: _Progress, k: int) -> Decimal:
+    """Entry ``k``'s volume (lots): 0 for a split of 0, else its budget's volume."""
+    if inp.splits[k] == 0:
+        return ZERO.quantize(inp.volume_step)
+    return volume_for_budget(budget=progress.budgets[k], loss_per_lot=progress.per_lot,
+                             volume_step=inp.volume_step, volume_max=inp.volume_max)
+
+
+def _check_volumes(inp: SizingInput, progress: _Progress,
+                   volumes: Triple) -> Refusal | None:
+    """An entry with a non-zero split below the minimum volume (never rounded up)."""
+    splits, budgets, per_lot = inp.splits, progress.budgets, progress.per_lot
+    too_small = [k for k in range(3) if splits[k] > 0 and volumes[k] < inp.volume_min]
+    if not too_small:
+        return None
+    parts = [f"entry {k + 1} ({_fmt(splits[k])} % of the risk): budget "
+             f"{_fmt(budgets[k])} / loss per lot {_fmt(money(per_lot))} = "
+             f"{_fmt(_six_places_down(budgets[k] / per_lot))} lots, rounded down to "
+             f"{_fmt(volumes[k])}" for k in too_small]
+    return (VOLUME_BELOW_MINIMUM,
+            f"Below the minimum volume {_fmt(inp.volume_min)} lots, which would "
+            f"exceed the risk budget if rounded up: {'; '.join(parts)}.")
