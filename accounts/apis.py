@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -22,25 +21,20 @@ ERRORS = {
 
 
 def readable_account(request: Request, raw_id: str) -> TradingAccount:
-    account = access.accounts_readable_by(request.user).filter(pk=parse_id(raw_id)).first()
-    if account is None:
-        raise Http404
-    return account
+    """The account the path's id names, if the user may read it: 400 ``invalid_id``, 404."""
+    return access.account_readable(request.user, parse_id(raw_id))
 
 
 def writable_account(request: Request, raw_id: str) -> TradingAccount:
-    account = access.accounts_writable_by(request.user).filter(pk=parse_id(raw_id)).first()
-    if account is None:
-        raise Http404
-    return account
+    """The account the path's id names, if it is the user's own: 400 ``invalid_id``, 404."""
+    return access.account_writable(request.user, parse_id(raw_id))
 
 
 class AccountListCreateApi(APIView):
     @extend_schema(responses={200: AccountOutput(many=True), 401: ErrorSerializer},
                    summary="The member's linked accounts")
     def get(self, request: Request) -> Response:
-        accounts = TradingAccount.objects.filter(user=request.user, is_active=True).order_by(
-            "-is_primary", "created_at")
+        accounts = access.accounts_listed_for(request.user)
         return Response(AccountOutput(accounts, many=True).data)
 
     @extend_schema(request=AccountLinkInput, responses={201: AccountOutput, **ERRORS},

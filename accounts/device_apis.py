@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
@@ -43,7 +42,7 @@ class DeviceKeyListCreateApi(APIView):
     @extend_schema(responses={200: DeviceKeyOutput(many=True), 401: ERRORS[401]},
                    summary="My device keys (never their secrets)")
     def get(self, request: Request) -> Response:
-        keys = DeviceKey.objects.filter(account__user=request.user).order_by("-created_at")
+        keys = access.device_keys_of(request.user).order_by("-created_at")
         return Response(DeviceKeyOutput(keys, many=True).data)
 
     @extend_schema(request=DeviceKeyInput, responses={201: DeviceKeyCreatedOutput, **ERRORS},
@@ -51,10 +50,7 @@ class DeviceKeyListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = DeviceKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        account = access.accounts_writable_by(request.user).filter(
-            pk=data.validated_data["account_id"]).first()
-        if account is None:
-            raise Http404
+        account = access.account_writable(request.user, data.validated_data["account_id"])
         key, secret = services.device_key_create(account=account,
                                                  name=data.validated_data["name"],
                                                  created_by=request.user)
@@ -66,9 +62,7 @@ class DeviceKeyRevokeApi(APIView):
     @extend_schema(responses={204: OpenApiResponse(description="Revoked"), **ERRORS},
                    summary="Revoke a device key")
     def delete(self, request: Request, key_id: str) -> Response:
-        key = DeviceKey.objects.filter(pk=parse_id(key_id), account__user=request.user).first()
-        if key is None:
-            raise Http404
+        key = access.device_key_revocable(request.user, parse_id(key_id))
         services.device_key_revoke(key=key)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -3,19 +3,17 @@ kill switch."""
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.apis import ERRORS
-from accounts.models import TradingAccount
-from config.errors import ApplicationError
-from guards import services
+from config.permissions import IsOwner
+from guards import access, services
 from guards.models import CloseRequest, PlatformState
-from positions.models import Position
+from positions.access import position_closable
 
 
 class ManualCloseInput(serializers.Serializer):
@@ -53,9 +51,7 @@ class GuardsApi(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="per account"), 401: ERRORS[401]},
                    summary="Guard level, drawdown, thresholds, alerts and closes per account")
     def get(self, request: Request) -> Response:
-        accounts = TradingAccount.objects.filter(is_active=True).order_by("pk")
-        if not request.user.is_owner:
-            accounts = accounts.filter(user=request.user)
+        accounts = access.accounts_guarded_for(request.user)
         return Response({"platform_state": services.platform_state_get(),
                          "accounts": services.guards_overview(list(accounts))})
 
@@ -67,17 +63,17 @@ class ManualCloseApi(APIView):
     def post(self, request: Request) -> Response:
         data = ManualCloseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        position = Position.objects.select_related("account").filter(
-            pk=data.validated_data["position_id"], account__user=request.user,
-            account__is_active=True).first()
-        if position is None:
-            raise Http404
+        position = position_closable(request.user, data.validated_data["position_id"])
         close = services.manual_close(position=position, requested_by=request.user,
                                       reason=data.validated_data["reason"])
         return Response(CloseRequestOutput(close).data)
 
 
 class PlatformStateApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsOwner]
+    owner_only_methods = frozenset({"PUT"})
+    owner_only_message = "Only the owner may set the platform state."
+
     @extend_schema(responses={200: PlatformStateOutput, 401: ERRORS[401]},
                    summary="The kill switch: ACTIVE, REDUCING or HALTED")
     def get(self, request: Request) -> Response:
@@ -88,9 +84,6 @@ class PlatformStateApi(APIView):
                    responses={200: PlatformStateOutput, 403: ERRORS[400], **ERRORS},
                    summary="Set the kill switch (owner only; audited)")
     def put(self, request: Request) -> Response:
-        if not request.user.is_owner:
-            raise ApplicationError("Only the owner may set the platform state.",
-                                   code="forbidden", status_code=403)
         data = PlatformStateInput(data=request.data)
         data.is_valid(raise_exception=True)
         row = services.platform_state_set(changed_by=request.user, **data.validated_data)

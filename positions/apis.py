@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,10 +49,7 @@ class PrimaryPositionsApi(APIView):
                    responses={200: AccountPositionsOutput, 429: ERRORS[400], **ERRORS},
                    summary="Live positions of the member's primary account")
     def get(self, request: Request) -> Response:
-        account = access.accounts_writable_by(request.user).filter(is_primary=True).first()
-        if account is None:
-            raise Http404
-        return positions_response(request, account)
+        return positions_response(request, access.primary_account_of(request.user))
 
 
 class AccountPositionsApi(APIView):

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from accounts import access
 from accounts.apis import ERRORS
 from config.errors import ApplicationError
+from config.permissions import IsOwner
 from risk import services
 from risk.models import RiskConfigurationChange
 from risk.serializers import (
@@ -24,13 +25,6 @@ from risk.serializers import (
 )
 
 
-class IsOwner(permissions.BasePermission):
-    message = "Only the owner may do this."
-
-    def has_permission(self, request: Request, view: object) -> bool:
-        return bool(getattr(request.user, "is_owner", False))
-
-
 def _status_context() -> dict[str, str]:
     from guards.services import platform_state_get
 
@@ -38,6 +32,10 @@ def _status_context() -> dict[str, str]:
 
 
 class RiskConfigApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsOwner]
+    owner_only_methods = frozenset({"POST"})
+    owner_only_message = "Only the owner may change the risk configuration."
+
     @extend_schema(responses={200: RiskConfigOutput, 401: ERRORS[401]},
                    summary="The global risk configuration")
     def get(self, request: Request) -> Response:
@@ -52,9 +50,6 @@ class RiskConfigApi(APIView):
                    400: ERRORS[400], 401: ERRORS[401]},
         summary="Change the configuration (owner only; audited)")
     def post(self, request: Request) -> Response:
-        if not getattr(request.user, "is_owner", False):
-            raise ApplicationError("Only the owner may change the risk configuration.",
-                                   code="forbidden", status_code=403)
         data = dict(request.data) if hasattr(request.data, "keys") else {}
         if "new_risk_percent" in request.query_params:
             data["fixed_risk_percent"] = request.query_params["new_risk_percent"]
@@ -73,6 +68,7 @@ class RiskConfigApi(APIView):
 
 class RiskConfigHistoryApi(APIView):
     permission_classes = [permissions.IsAuthenticated, IsOwner]
+    owner_only_code = "permission_denied"  # the code this endpoint has always answered
 
     @extend_schema(responses={200: RiskChangeOutput(many=True), **ERRORS},
                    summary="Every change of the configuration, newest first (owner)")
