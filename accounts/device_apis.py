@@ -1,10 +1,10 @@
-"""Device keys for EA push (/api/v1/devices) and the signed push itself."""
+"""Device keys for EA push (/api/v1/devices). The signed push itself is a read: it
+goes through the pipeline (pipeline/apis.py)."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,8 +13,6 @@ from accounts import access, services
 from accounts.apis import ERRORS
 from accounts.models import DeviceKey
 from config.api import parse_id
-from config.errors import ApplicationError
-from config.parsers import MarkingJSONParser, non_finite_path
 
 
 class DeviceKeyInput(serializers.Serializer):
@@ -65,46 +63,3 @@ class DeviceKeyRevokeApi(APIView):
         key = access.device_key_revocable(request.user, parse_id(key_id))
         services.device_key_revoke(key=key)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-SIGNATURE_HEADERS = [
-    OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True, description=text)
-    for name, text in (
-        ("X-Device-Key", "the key id, dk_…"),
-        ("X-Timestamp", "Unix seconds when signed; at most 5 minutes old"),
-        ("X-Nonce", "16–64 characters, never reused"),
-        ("X-Signature", "hex HMAC-SHA256(secret, '{timestamp}.{nonce}.' + raw body)"),
-    )
-]
-
-
-class DeviceSyncApi(APIView):
-    """Signed by the device, not by a user session or JWT."""
-
-    authentication_classes: list = []
-    permission_classes = [permissions.AllowAny]
-    parser_classes = [MarkingJSONParser]
-
-    @extend_schema(request={"application/json": {"type": "object"}}, parameters=SIGNATURE_HEADERS,
-                   responses={200: OpenApiResponse(description="applied or ignored"),
-                              **ERRORS, 413: ERRORS[400]},
-                   summary="An EA pushes its account snapshot (MetaTrader 5 field names)")
-    def post(self, request: Request) -> Response:
-        from positions.push import device_request_verify, device_snapshot_apply, snapshot_validate
-
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > settings.DEVICE_SYNC_MAX_BODY_BYTES:
-            raise ApplicationError(
-                f"The body is over {settings.DEVICE_SYNC_MAX_BODY_BYTES} bytes.",
-                code="body_too_large", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        key = device_request_verify(headers=request.headers, body=request.body)
-        data = request.data
-        # MQL5 can print NaN and Infinity as bare tokens: the parser keeps them as markers
-        # so the answer names the field like any other out-of-range value.
-        field = non_finite_path(data)
-        if field is not None:
-            raise ApplicationError(f"{field}: NaN and infinity are not numbers.",
-                                   code="invalid_snapshot", status_code=422,
-                                   detail={"field": field, "error": "not a finite number"})
-        snapshot = snapshot_validate(data)
-        return Response(device_snapshot_apply(key=key, snapshot=snapshot))

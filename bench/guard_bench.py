@@ -155,7 +155,9 @@ def main() -> None:
     from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
     from guards import services as guards
     from guards.models import CloseRequest, GuardSettings, LiquidationEpisode
-    from positions.services import accounts_sync, sync_dispatch
+    from pipeline import services as pipeline
+    from pipeline.services import accounts_sync
+    from positions.services import sync_dispatch
 
     reset_tables()
     user, _ = User.objects.get_or_create(username="bench")
@@ -242,7 +244,7 @@ def main() -> None:
             for episode_id, account_id in episodes:
                 detected[account_id] = found - t0
                 t = time.monotonic()
-                result = guards.liquidation_recheck(episode_id=episode_id)
+                result = pipeline.liquidation_recheck(episode_id=episode_id)
                 recheck_times.append(time.monotonic() - t)
                 statuses[f"recheck {result}"] = statuses.get(f"recheck {result}", 0) + 1
                 for request_id in CloseRequest.objects.filter(

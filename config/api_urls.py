@@ -6,11 +6,12 @@ from django.urls import path, register_converter
 
 from accounts.apis import AccountDetailApi, AccountListCreateApi, AccountPrimaryApi
 from accounts.auth_apis import TokenObtainApi, TokenRefreshApi
-from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi, DeviceSyncApi
+from accounts.device_apis import DeviceKeyListCreateApi, DeviceKeyRevokeApi
 from config.api import AnyIdConverter
 from guards.apis import GuardsApi, ManualCloseApi, PlatformStateApi
 from notifications.apis import AlertPreferencesApi
 from notifications.auth_apis import TelegramAuthApi
+from pipeline.apis import DeviceSyncApi
 from positions.apis import (
     AccountEquityApi,
     AccountPositionsApi,

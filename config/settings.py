@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "risk",
     "guards",
     "notifications",
+    "pipeline",  # a good read → reconciliation → guards → closes → alerts (pipeline/__init__)
     "dashboard",  # reads every app for the admin index and /metrics: last, on top
 ]
 
@@ -308,8 +309,11 @@ CELERY_TASK_ROUTES = {
     # the 1 s tick and the stale sweep on their own queue, served by the Procfile's
     # dispatcher (a solo worker): a hung terminal blocking every sync process cannot stop
     # the dispatcher, nor hide that accounts are going stale
-    "positions.tasks.sync_dispatch": {"queue": "dispatch"},
+    "pipeline.tasks.sync_dispatch": {"queue": "dispatch"},
     "positions.tasks.sync_mark_stale": {"queue": "dispatch"},
+    "pipeline.tasks.accounts_sync": {"queue": "sync"},
+    # the re-check is a fresh read through the pipeline, on the guards' own queue
+    "pipeline.tasks.liquidation_recheck": {"queue": "guards"},
     "guards.tasks.close_request_execute": {"queue": "close"},
     "positions.tasks.*": {"queue": "sync"},
     "guards.tasks.*": {"queue": "guards"},
@@ -322,7 +326,7 @@ CELERY_BEAT_SCHEDULER = "config.beat:SingletonScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 CELERY_BEAT_SCHEDULE = {
     "sync-dispatch": {
-        "task": "positions.tasks.sync_dispatch",
+        "task": "pipeline.tasks.sync_dispatch",
         "schedule": 1.0,
         "options": {"expires": 5},
     },

@@ -51,13 +51,11 @@ class GuardSettingsAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change) -> None:
-        before = GuardSettings.objects.filter(pk=obj.pk).first()
-        previous = services.settings_snapshot(before, services.GLOBAL_FIELDS) if before else {}
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
-        services.guard_settings_audit(
-            scope="global", previous=previous, changed_by=request.user,
-            new=services.settings_snapshot(obj, services.GLOBAL_FIELDS))
+        # through the service: locked and audited there, never here
+        row = services.guard_settings_update(
+            changed_by=request.user, **{name: form.cleaned_data[name]
+                                        for name in form.changed_data})
+        obj.pk = row.pk  # the admin's change message names the saved row
 
 
 @admin.register(GuardOverride)
@@ -67,15 +65,12 @@ class GuardOverrideAdmin(admin.ModelAdmin):
     raw_id_fields = ("account",)
 
     def save_model(self, request, obj, form, change) -> None:
-        from guards.models import OVERRIDABLE
-
-        before = GuardOverride.objects.filter(pk=obj.pk).first()
-        previous = services.settings_snapshot(before, OVERRIDABLE) if before else {}
-        super().save_model(request, obj, form, change)
-        services.guard_settings_audit(scope=f"account:{obj.account_id}", previous=previous,
-                                      new=services.settings_snapshot(obj, OVERRIDABLE),
-                                      changed_by=request.user)
-
+        # through the service: locked and audited there, never here
+        row = services.guard_override_update(
+            account_id=form.cleaned_data["account"].pk, changed_by=request.user,
+            **{name: form.cleaned_data[name] for name in form.changed_data
+               if name != "account"})
+        obj.pk = row.pk
 
 
 @admin.register(AccountGuardState)
@@ -126,9 +121,7 @@ class CloseRequestAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel the selected closes (stop retrying)")
     def cancel(self, request, queryset) -> None:
-        from guards.services import close_request_cancel
-
-        done = sum(close_request_cancel(close_request=c, cancelled_by=request.user)
+        done = sum(services.close_request_cancel(close_request=c, cancelled_by=request.user)
                    for c in queryset)
         self.message_user(request, f"{done} close request(s) cancelled.")
 

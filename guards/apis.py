@@ -3,7 +3,7 @@ kill switch."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,8 +11,9 @@ from rest_framework.views import APIView
 
 from accounts.apis import ERRORS
 from config.permissions import IsOwner
-from guards import access, services
+from guards import access, selectors, services
 from guards.models import CloseRequest, PlatformState
+from guards.serializers import GuardsOverviewOutput
 from positions.access import position_closable
 
 
@@ -48,12 +49,13 @@ class PlatformStateOutput(serializers.ModelSerializer):
 
 
 class GuardsApi(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="per account"), 401: ERRORS[401]},
+    @extend_schema(responses={200: GuardsOverviewOutput, 401: ERRORS[401]},
                    summary="Guard level, drawdown, thresholds, alerts and closes per account")
     def get(self, request: Request) -> Response:
         accounts = access.accounts_guarded_for(request.user)
-        return Response({"platform_state": services.platform_state_get(),
-                         "accounts": services.guards_overview(list(accounts))})
+        return Response(GuardsOverviewOutput({
+            "platform_state": services.platform_state_get(),
+            "accounts": selectors.guards_overview(list(accounts))}).data)
 
 
 class ManualCloseApi(APIView):

@@ -4,6 +4,9 @@ requests), so they are acknowledged late and given back when a worker dies
 (``acks_late``, ``reject_on_worker_lost``): the message is delivered again, and the sweeper
 (``guards_sweep``) resumes whatever a lost task left behind sooner than that.
 
+The re-check after a liquidation warning reads through the pipeline, so its task is
+``pipeline.tasks.liquidation_recheck`` (routed to the ``guards`` queue too).
+
 A database error (PostgreSQL restarting) retries the task with backoff instead of
 dropping it.
 """
@@ -26,11 +29,6 @@ RESILIENT = {
     "soft_time_limit": 60,
     "time_limit": 90,
 }
-
-
-@shared_task(**RESILIENT)
-def liquidation_recheck(episode_id: int) -> str:
-    return services.liquidation_recheck(episode_id=int(episode_id))
 
 
 @shared_task(**RESILIENT)

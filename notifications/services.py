@@ -66,6 +66,14 @@ def alert_enqueue(*, user: User, kind: str, text: str, payload: dict | None = No
     return alert
 
 
+def alert_outbox_receiver(sender: object, *, user: User, kind: str, text: str,
+                          payload: dict | None = None, account: TradingAccount | None = None,
+                          **kwargs: object) -> Alert | None:
+    """``config.events.alert_raised`` → ``alert_enqueue``: the steps below notifications
+    raise alerts through the signal, in their own transaction."""
+    return alert_enqueue(user=user, kind=kind, text=text, payload=payload, account=account)
+
+
 def _delivery_schedule(alert_id: int, countdown: float | None = None) -> None:
     from notifications.tasks import deliver_alert
 

@@ -35,6 +35,7 @@ from accounts.models import DeviceKey, TradingAccount, User
 from brokers import mt5_api
 from brokers.gateway import AccountState, BrokerPosition, Deal, DealReason, Side
 from config.errors import ApplicationError
+from config.events import alert_raise
 from positions import metrics, plausibility
 from positions.models import CashFlow, Instrument, SyncLog
 from positions.services import AccountFetch, sync_lease_acquire, sync_lease_release
@@ -279,8 +280,6 @@ def push_reject(*, account: TradingAccount, fetch: AccountFetch,
     """Store an implausible push as a rejected sync log (its figures beside the account's)
     and alert the platform's owners, at most once per account per ``PUSH_REJECT_ALERT_
     SECONDS``; nothing else is written: no figure, position, snapshot, peak or guard."""
-    from notifications.services import alert_enqueue
-
     assert fetch.state is not None and fetch.positions is not None
     state = fetch.state
     pushed = {"balance": str(state.balance), "credit": str(state.credit),
@@ -299,10 +298,10 @@ def push_reject(*, account: TradingAccount, fetch: AccountFetch,
         if cache.add(f"push-rejected-alert:{account.pk}", 1,
                      timeout=settings.PUSH_REJECT_ALERT_SECONDS):
             for owner in User.objects.filter(role=User.Role.OWNER, is_active=True):
-                alert_enqueue(user=owner, account=account, kind="push_rejected",
-                              text=f"{account.login}@{account.server}: an EA push was "
+                alert_raise(user=owner, account=account, kind="push_rejected",
+                            text=f"{account.login}@{account.server}: an EA push was "
                                    f"rejected ({verdict.check}): {verdict.reason}",
-                              payload={"check": verdict.check, "sync_log": log.pk})
+                            payload={"check": verdict.check, "sync_log": log.pk})
     return log
 
 
@@ -347,10 +346,5 @@ def device_snapshot_apply(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[s
     if outcome.synced:
         TradingAccount.objects.filter(pk=account.pk).update(last_snapshot_at=taken_at)
         DeviceKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-        from guards.services import accounts_guard
-        from reconciliation.services import accounts_reconcile
-
-        accounts_reconcile(account_ids=outcome.synced)
-        accounts_guard(account_ids=outcome.synced)
     return {"status": "applied" if outcome.synced else "skipped", "account_id": account.pk,
             "positions": len(snapshot["positions"])}

@@ -33,6 +33,7 @@ from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
 from brokers.errors import BrokerError, BrokerTimeout, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
+from config.events import alert_raise
 from positions import metrics, plausibility, pnl
 from positions.models import BeatLease, CashFlow, EquitySnapshot, Instrument, Position, SyncLog
 
@@ -517,12 +518,10 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
 def _sync_status_alerts(changes: list[tuple[TradingAccount, str, str]]) -> None:
     """An account turning stale (or error) and recovering goes to its member's outbox in
     the sync's own transaction. Rare: one user query per change."""
-    from notifications.services import alert_enqueue
-
     for account, kind, text in changes:
-        alert_enqueue(user=account.user, account=account, kind=kind,
-                      text=f"{account.login}@{account.server}: {text}",
-                      payload={"sync_status": account.sync_status,
+        alert_raise(user=account.user, account=account, kind=kind,
+                    text=f"{account.login}@{account.server}: {text}",
+                    payload={"sync_status": account.sync_status,
                                "error_code": account.sync_error_code})
 
 
@@ -594,8 +593,9 @@ def _fetch_all(accounts: list[TradingAccount], gateway_for: GatewayFactory,
 
 def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None = None,
                   deadline: float = BATCH_FETCH_DEADLINE_SECONDS) -> SyncOutcome:
-    """One full cycle for a batch of accounts: lease, fetch each (within ``deadline``
-    seconds in all: ``_fetch_all``), apply all, release.
+    """Pipeline steps 1–2 for a batch of accounts: lease, fetch each (within ``deadline``
+    seconds in all: ``_fetch_all``), apply all, release. The steps after a good read are
+    ``pipeline.services.after_read``'s (``pipeline.services.accounts_sync`` runs both).
 
     ``gateway_for`` defaults to ``accounts.gateways.account_gateway``. Safe to run twice
     at once: the second run finds the leases taken and syncs nothing.
@@ -617,14 +617,6 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
     finally:
         sync_lease_release(token=token)  # a no-op when apply already released them
     outcome.skipped.extend(a for a in account_ids if a not in leased)
-    if outcome.synced:
-        # Pipeline step 3, for the accounts read successfully in this cycle only.
-        from guards.services import accounts_guard
-        from reconciliation.services import accounts_reconcile
-
-        accounts_reconcile(account_ids=outcome.synced)
-        # Step 4, on figures that were just read: never on a stale or failed read.
-        accounts_guard(account_ids=outcome.synced)
     return outcome
 
 

@@ -1,55 +1,17 @@
-"""Thin Celery wrappers around positions.services. All are safe to run twice."""
+"""Thin Celery wrappers around positions.services housekeeping. The sync batch and the
+dispatcher tick are the pipeline's (``pipeline.tasks``). All are safe to run twice."""
 
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError
-from django.db.models import F
-from django.utils import timezone
 
-from positions import metrics, services
-from positions.models import DispatcherHeartbeat
+from positions import services
 
 logger = logging.getLogger(__name__)
-
-
-@shared_task(
-    acks_late=True,  # idempotent: a re-delivered batch re-reads the broker and re-applies
-    autoretry_for=(OperationalError,),  # e.g. "database is locked" on the embedded SQLite
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=3,
-    soft_time_limit=60,
-    time_limit=90,
-)
-def accounts_sync(account_ids: list[int]) -> dict[str, int]:
-    started = time.perf_counter()
-    outcome = services.accounts_sync(account_ids=[int(a) for a in account_ids])
-    logger.info("synced %d accounts (%d failed, %d skipped) in %.2f s", len(outcome.synced),
-                len(outcome.failed), len(outcome.skipped), time.perf_counter() - started)
-    return {"synced": len(outcome.synced), "failed": len(outcome.failed),
-            "skipped": len(outcome.skipped)}
-
-
-@shared_task(soft_time_limit=10, time_limit=20)
-def sync_dispatch() -> int:
-    """The 1 s beat tick: enqueue due accounts and stamp the heartbeat."""
-    count = services.sync_dispatch(
-        limit=settings.SYNC_MAX_DISPATCH,
-        batch_size=settings.SYNC_BATCH_SIZE,
-        enqueue=lambda batch: accounts_sync.apply_async(args=[batch], expires=60),
-    )
-    DispatcherHeartbeat.objects.get_or_create(name="sync")
-    DispatcherHeartbeat.objects.filter(name="sync").update(
-        ticks=F("ticks") + 1, last_tick_at=timezone.now(), last_dispatched=count
-    )
-    metrics.sync_dispatched_total.inc(count)
-    return count
 
 
 @shared_task(soft_time_limit=30, time_limit=60)

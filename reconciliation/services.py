@@ -20,6 +20,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import TradingAccount
+from config.errors import ApplicationError
+from config.events import alert_raise
+from guards.services.platform import platform_is_active
 from positions.models import Instrument, Position
 from reconciliation import matching, metrics
 from reconciliation.matching import Closed, Expected, Held, Tolerances
@@ -44,15 +47,9 @@ def expected_trade_register(*, account: TradingAccount, symbol: str, side: str,
     retried registration returns the first row. The tag is ``bo-`` + 10 random base-32
     characters (13 characters, within MetaTrader 5's comment length).
     """
-    from guards.services import platform_state_get
-
-    if not platform_checked and platform_state_get() != "active":
-        from rest_framework import status as http
-
-        from config.errors import ApplicationError
-
+    if not platform_checked and not platform_is_active():
         raise ApplicationError("The platform is not active: no new expected trades.",
-                               code="platform_not_active", status_code=http.HTTP_409_CONFLICT)
+                               code="platform_not_active", status_code=409)
     fields = dict(symbol=symbol, side=side, volume=volume, requested_price=requested_price,
                   sl=sl, tp=tp, magic=settings.BOT_MAGIC if magic is None else magic,
                   signal_ref=signal_ref, entry_number=entry_number)
@@ -227,8 +224,6 @@ def accounts_reconcile(*, account_ids: list[int], now: datetime | None = None
 def _alert_members(logs: list[ReconciliationLog]) -> None:
     """Each new divergence (or one-off event) goes to its member's outbox, in this
     transaction. Resolutions are logged, not messaged."""
-    from notifications.services import alert_enqueue
-
     news = [log for log in logs if log.event != ReconciliationLog.Event.RESOLVED]
     if not news:
         return
@@ -239,10 +234,10 @@ def _alert_members(logs: list[ReconciliationLog]) -> None:
         what = ", ".join(f"{k} {v}" for k, v in log.figures.items()
                          if k in ("symbol", "side", "ticket", "reason", "expected_volume",
                                   "actual_volume", "difference_points") and v)
-        alert_enqueue(user=account.user, account=account, kind="divergence_opened",
-                      text=f"{account.login}@{account.server}: "
+        alert_raise(user=account.user, account=account, kind="divergence_opened",
+                    text=f"{account.login}@{account.server}: "
                            f"{log.kind.replace('_', ' ')} ({what})",
-                      payload={"kind": log.kind, "key": log.key, **log.figures})
+                    payload={"kind": log.kind, "key": log.key, **log.figures})
 
 
 def _group(rows: list) -> dict[int, list]:

@@ -14,8 +14,8 @@ from accounts.gateways import _zones
 from accounts.models import TradeServer
 from accounts.services import account_link
 from brokers.sim.prices import load_bars
+from pipeline.services import accounts_sync
 from positions.models import Position
-from positions.services import accounts_sync
 from tests.conftest import SIM_SERVER, start_bridge
 
 pytestmark = pytest.mark.django_db

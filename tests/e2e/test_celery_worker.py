@@ -56,7 +56,7 @@ def test_worker_syncs_and_dispatcher_enqueues(worker, redis_broker, sim_bridge, 
     ticket = int(sim_bridge.sim("sim_open", 7201, "EURUSD", "buy", "0.10", magic=1))
     # a duplicated message: both deliveries run, the lease lets them write one at a time
     for _ in range(2):
-        redis_broker.send_task("positions.tasks.accounts_sync", args=[[account.pk]],
+        redis_broker.send_task("pipeline.tasks.accounts_sync", args=[[account.pk]],
                                queue="sync")
 
     wait_for(lambda: SyncLog.objects.filter(account=account, result="ok").exists())
@@ -70,7 +70,7 @@ def test_worker_syncs_and_dispatcher_enqueues(worker, redis_broker, sim_bridge, 
     before = SyncLog.objects.filter(account=account).count()
     TradingAccount.objects.filter(pk=account.pk).update(next_sync_at=timezone.now())
     sim_bridge.sim("sim_advance", 1)
-    redis_broker.send_task("positions.tasks.sync_dispatch", queue="sync")
+    redis_broker.send_task("pipeline.tasks.sync_dispatch", queue="sync")
 
     wait_for(lambda: SyncLog.objects.filter(account=account).count() > before)
     assert SyncLog.objects.filter(account=account, result="failed").count() == 0

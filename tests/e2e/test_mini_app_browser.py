@@ -19,7 +19,7 @@ from django.db import connections
 from django.utils import timezone
 
 from guards.models import LiquidationEpisode
-from positions import services
+from pipeline import services
 from positions.models import Position
 
 ROOT = Path(__file__).resolve().parents[2]

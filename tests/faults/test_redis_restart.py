@@ -96,7 +96,7 @@ def test_a_redis_restart_keeps_the_worker_and_loses_no_recheck(
         with Connection(broker) as conn:
             from celery import Celery
 
-            Celery("producer").send_task("guards.tasks.liquidation_recheck",
+            Celery("producer").send_task("pipeline.tasks.liquidation_recheck",
                                          args=[episode.pk], countdown=3, connection=conn,
                                          queue="guards")
         redis.send_signal(signal.SIGKILL)

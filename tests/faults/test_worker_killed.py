@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from brokers import mt5_api
 from guards.models import CloseAttempt, CloseRequest, LiquidationEpisode
-from positions.services import accounts_sync
+from pipeline.services import accounts_sync
 from tests.e2e.conftest import REDIS_BROKER, ROOT
 from tests.e2e.test_celery_worker import wait_for
 from tests.faults.conftest import assert_invariants

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.services import trading_account_create
-from guards import services
+from guards.services import closes as services
 from guards.models import CloseRequest, LiquidationEpisode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]

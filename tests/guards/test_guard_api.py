@@ -23,7 +23,7 @@ from guards.models import (
     LiquidationEpisode,
     PlatformState,
 )
-from positions.services import accounts_sync
+from pipeline.services import accounts_sync
 from tests.factories import PositionFactory, TradingAccountFactory
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,8 @@ from guards.models import (
     GuardOverride,
     LiquidationEpisode,
 )
-from positions.services import accounts_sync
+from pipeline import services as pipeline
+from pipeline.services import accounts_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -67,8 +68,8 @@ def test_still_critical_after_the_delay_closes_everything_once(gapped, sim_bridg
     account, ticket = gapped
     episode = LiquidationEpisode.objects.get(account=account)
 
-    assert services.liquidation_recheck(episode_id=episode.pk) == "liquidating"
-    assert services.liquidation_recheck(episode_id=episode.pk) == "not_pending"  # a 2nd beat
+    assert pipeline.liquidation_recheck(episode_id=episode.pk) == "liquidating"
+    assert pipeline.liquidation_recheck(episode_id=episode.pk) == "not_pending"  # a 2nd beat
     (request,) = CloseRequest.objects.filter(account=account)
     assert services.close_request_execute(close_request_id=request.pk) == "done"
     assert services.close_request_execute(close_request_id=request.pk) == "done"  # duplicate
@@ -90,7 +91,7 @@ def test_a_recovered_account_is_not_closed(gapped, sim_bridge):
     # the owner raises this account's limit during the countdown
     GuardOverride.objects.create(account=account, max_drawdown_percent=Decimal(50))
 
-    assert services.liquidation_recheck(episode_id=episode.pk) == "cancelled"
+    assert pipeline.liquidation_recheck(episode_id=episode.pk) == "cancelled"
 
     assert len(sim_bridge.sim("sim_positions", 9401)) == 1
     assert not CloseRequest.objects.exists()
@@ -102,7 +103,7 @@ def test_a_failed_read_never_liquidates(gapped, sim_bridge):
     episode = LiquidationEpisode.objects.get(account=account)
     sim_bridge.sim("sim_inject_fault", "none", method="account_info", count=10)
 
-    results = [services.liquidation_recheck(episode_id=episode.pk) for _ in range(3)]
+    results = [pipeline.liquidation_recheck(episode_id=episode.pk) for _ in range(3)]
 
     assert results == ["retry", "retry", "aborted"]
     assert len(sim_bridge.sim("sim_positions", 9401)) == 1
@@ -233,7 +234,7 @@ def test_the_market_guard_flags_the_real_weekend_gap_once(sim_bridge, linked_acc
 def test_a_liquidated_flat_account_opens_no_new_episode(gapped, sim_bridge):
     account, _ = gapped
     episode = LiquidationEpisode.objects.get(account=account)
-    services.liquidation_recheck(episode_id=episode.pk)
+    pipeline.liquidation_recheck(episode_id=episode.pk)
     for request in CloseRequest.objects.filter(account=account):
         services.close_request_execute(close_request_id=request.pk)
     for _ in range(3):

@@ -24,8 +24,9 @@ from guards.models import (
     LiquidationEpisode,
     PlatformState,
 )
+from pipeline import services as pipeline
+from pipeline.services import accounts_sync
 from positions.models import CashFlow, EquitySnapshot, Position
-from positions.services import accounts_sync
 from tests.conftest import SIM_SERVER
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +138,7 @@ def test_an_episode_is_done_only_when_the_broker_lists_none_of_its_positions(bro
     broker.sim("sim_advance", 1)
     account = sync(account)
     episode = LiquidationEpisode.objects.get(account=account)
-    assert services.liquidation_recheck(episode_id=episode.pk) == "liquidating"
+    assert pipeline.liquidation_recheck(episode_id=episode.pk) == "liquidating"
     broker.sim("sim_inject_fault", "partial_fill", method="order_send", count=1, fraction=0.5)
     requests = list(CloseRequest.objects.filter(episode=episode).order_by("pk"))
 
@@ -227,7 +228,7 @@ def liquidated(broker, link):
     account = sync(account)
     assert account.drawdown_percent > Decimal(20)
     episode = LiquidationEpisode.objects.get(account=account)
-    services.liquidation_recheck(episode_id=episode.pk)
+    pipeline.liquidation_recheck(episode_id=episode.pk)
     for request in CloseRequest.objects.filter(episode=episode):
         assert services.close_request_execute(close_request_id=request.pk) == "done"
     return account

@@ -14,7 +14,9 @@ from django.utils import timezone
 from brokers import mt5_api
 from guards import services, tasks
 from guards.models import CloseAttempt, CloseRequest, LiquidationEpisode
-from positions.services import accounts_sync
+from pipeline import services as pipeline
+from pipeline import tasks as pipeline_tasks
+from pipeline.services import accounts_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +25,8 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch):
     """What the sweeper enqueues, instead of a broker."""
     sent: dict[str, list[int]] = {"rechecks": [], "closes": []}
-    monkeypatch.setattr(tasks.liquidation_recheck, "apply_async",
-                        lambda args, **_: sent["rechecks"].append(args[0]))
+    monkeypatch.setattr("guards.services.sweep.recheck_schedule",
+                        lambda episode_id, delay=None: sent["rechecks"].append(episode_id))
     monkeypatch.setattr(tasks.close_request_execute, "apply_async",
                         lambda args, **_: sent["closes"].append(args[0]))
     return sent
@@ -83,7 +85,7 @@ def test_a_countdown_whose_recheck_was_lost_is_resumed(linked_account, queued):
     LiquidationEpisode.objects.filter(pk=lost.pk).update(
         lease_until=now + timedelta(seconds=30), recheck_at=now - timedelta(minutes=1))
     assert services.guards_sweep()["rechecks"] == 0
-    assert services.liquidation_recheck(episode_id=lost.pk) == "busy"
+    assert pipeline.liquidation_recheck(episode_id=lost.pk) == "busy"
 
 
 def test_a_recheck_that_hits_a_database_error_is_retried(linked_account):
@@ -99,12 +101,12 @@ def test_a_recheck_that_hits_a_database_error_is_retried(linked_account):
             raise OperationalError("server closed the connection unexpectedly")
         return "cancelled"
 
-    with mock.patch.object(services, "liquidation_recheck", flaky):
-        result = tasks.liquidation_recheck.apply(args=[episode.pk])
+    with mock.patch.object(pipeline, "liquidation_recheck", flaky):
+        result = pipeline_tasks.liquidation_recheck.apply(args=[episode.pk])
 
     assert result.get() == "cancelled"
     assert calls == [episode.pk, episode.pk]
-    for task in (tasks.liquidation_recheck, tasks.close_request_execute):
+    for task in (pipeline_tasks.liquidation_recheck, tasks.close_request_execute):
         assert task.acks_late and task.reject_on_worker_lost
 
 
@@ -117,8 +119,8 @@ def test_a_recheck_that_fails_gives_its_lease_back(linked_account, monkeypatch):
     def broken(**_):
         raise OperationalError("the database went away")
 
-    monkeypatch.setattr("positions.services.accounts_sync", broken)
+    monkeypatch.setattr("positions.services.accounts_sync", broken)  # the read under the pipeline
     with pytest.raises(OperationalError):
-        services.liquidation_recheck(episode_id=episode.pk)
+        pipeline.liquidation_recheck(episode_id=episode.pk)
     episode.refresh_from_db()
     assert episode.lease_until is None  # the retry can claim it at once

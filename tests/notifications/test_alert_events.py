@@ -9,7 +9,7 @@ import pytest
 
 from guards import services as guards
 from notifications.models import Alert
-from positions.services import accounts_sync
+from pipeline.services import accounts_sync
 from tests.factories import PositionFactory, TradingAccountFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from config.append_only import AppendOnlyError
-from positions.services import accounts_sync
+from pipeline.services import accounts_sync
 from reconciliation.models import (
     ExpectedTrade,
     OpenDivergence,
