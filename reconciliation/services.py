@@ -252,3 +252,45 @@ def _log(account_id: int, kind: str, key: str, expected_id: int | None, ticket: 
     return ReconciliationLog(account_id=account_id, kind=kind, key=key,
                              expected_trade_id=expected_id, ticket=ticket, figures=figures,
                              event=event, created_at=now)
+
+
+def expected_trades_register(*, account: TradingAccount, symbol: str, side: str,
+                             entries: list[tuple[int, Decimal]], approval_ref: str,
+                             requested_price: Decimal | None = None, sl: Decimal | None = None,
+                             tp: Decimal | None = None, magic: int | None = None,
+                             signal_ref: str = "", platform_checked: bool = False,
+                             ) -> list[ExpectedTrade]:
+    """Register a setup's entries at once: ``entries`` is [(entry number 1..3, volume in
+    lots)]; returns their rows (with their comment ``tag``) in the same order.
+
+    The same rows as ``expected_trade_register`` once per entry, in two statements: one
+    INSERT of every entry that skips those already registered (ON CONFLICT DO NOTHING on
+    (account, approval_ref, entry_number)), then one SELECT of the setup's rows, so a
+    retried or concurrent registration of the same approval returns the first rows and never
+    doubles the exposure. ``approval_ref`` is required (ValueError without it). An entry
+    the INSERT skipped for a tag collision (two random 50-bit tags alike) is registered
+    alone. A caller that has not checked the platform state (``platform_checked``) takes the
+    one-by-one path, which checks it (409 ``platform_not_active``).
+    """
+    if not approval_ref:
+        raise ValueError("a batch registration needs an approval_ref (its idempotency key)")
+    fields = dict(symbol=symbol, side=side, requested_price=requested_price, sl=sl, tp=tp,
+                  magic=settings.BOT_MAGIC if magic is None else magic, signal_ref=signal_ref)
+    if not platform_checked:
+        return [expected_trade_register(account=account, volume=volume, entry_number=number,
+                                        approval_ref=approval_ref, **fields)
+                for number, volume in entries]
+    ExpectedTrade.objects.bulk_create([
+        ExpectedTrade(account=account, approval_ref=approval_ref, entry_number=number,
+                      volume=volume, tag=matching.make_tag(secrets.token_hex(5)), **fields)
+        for number, volume in entries
+    ], ignore_conflicts=True)
+    found = {trade.entry_number: trade for trade in ExpectedTrade.objects.filter(
+        account=account, approval_ref=approval_ref,
+        entry_number__in=[number for number, _ in entries])}
+    for number, volume in entries:
+        if number not in found:  # its tag collided with another trade's: draw again alone
+            found[number] = expected_trade_register(
+                account=account, volume=volume, entry_number=number,
+                approval_ref=approval_ref, platform_checked=True, **fields)
+    return [found[number] for number, _ in entries]

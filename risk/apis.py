@@ -9,11 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import access
 from accounts.apis import ERRORS
 from config.errors import ApplicationError
 from config.permissions import IsOwner
-from risk import services
+from risk import selectors, services
 from risk.models import RiskConfigurationChange
 from risk.serializers import (
     PositionSizeInput,
@@ -84,9 +83,9 @@ class PositionSizeApi(APIView):
         data = PositionSizeInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        # .defer(None): the gateway needs the credentials the read-only default leaves out
-        account = access.accounts_readable_by(request.user).defer(None).filter(
-            pk=values.pop("account_id")).first()
+        # one query: the account with its credentials, guard state and the kill switch
+        account = selectors.account_for_sizing(user=request.user,
+                                               account_id=values.pop("account_id"))
         if account is None:
             raise Http404
         answer = services.position_size(account=account, requested_by=request.user,

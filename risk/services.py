@@ -176,19 +176,20 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
     from accounts.gateways import account_gateway
     from brokers.errors import BrokerError, BrokerUnknownSymbol
     from brokers.gateway import Side
-    from reconciliation.services import expected_trade_register
+    from reconciliation.services import expected_trades_register
     from risk.models import TradeSetupRiskLog
     from risk.sizing import SizingInput, size_position
+    from risk.symbols import symbol_spec_cached
 
     config = risk_configuration_get()
     now = timezone.now()
     freshness = timedelta(minutes=settings.MT5_ACCOUNT_FRESHNESS_MINUTES)
+    trade_side = Side(side)  # ValueError for anything but buy / sell
     answer: dict[str, Any]
-    from guards.services import account_trading_blocked, platform_state_get
 
-    if platform_state_get() != "active":
+    if _platform_state(account) != "active":
         answer = _rejection("platform_not_active", config, account)
-    elif account_trading_blocked(account):
+    elif _trading_blocked(account):
         answer = _rejection("trading_blocked", config, account)
     elif account.last_synced_at is None or account.balance is None:
         answer = _rejection("account_unsynced", config, account)
@@ -197,8 +198,9 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
     else:
         try:
             gateway = account_gateway(account)
-            spec = gateway.symbol_spec(instrument)
-            margin_per_lot = gateway.margin_required(instrument, Side(side), Decimal(1),
+            spec = symbol_spec_cached(gateway=gateway, server=account.server,
+                                      symbol=instrument, currency=account.currency or "")
+            margin_per_lot = gateway.margin_required(instrument, trade_side, Decimal(1),
                                                      entry_price)
         except BrokerUnknownSymbol:
             answer = _rejection("unknown_symbol", config, account)
@@ -208,7 +210,7 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
             result = size_position(SizingInput(
                 balance=account.balance, free_margin=account.free_margin or Decimal(0),
                 risk_percent=config.fixed_risk_percent, splits=config.splits,
-                margin_buffer_percent=config.margin_buffer_percent, side=side,
+                margin_buffer_percent=config.margin_buffer_percent, side=trade_side,
                 entry_price=entry_price, stop_loss=stop_loss, take_profit=take_profit,
                 tick_size=spec.tick_size, tick_value=spec.tick_value,
                 tick_value_loss=spec.tick_value_loss, volume_min=spec.volume_min,
@@ -231,20 +233,45 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
         )
         tags: list[str] = []
         if answer["setup_approved"]:
-            for number, volume in enumerate(answer["volume_entries"], start=1):
-                if volume > 0:
-                    trade = expected_trade_register(
-                        account=account, symbol=instrument, side=side, volume=volume,
-                        requested_price=entry_price, sl=stop_loss, tp=take_profit,
-                        signal_ref=signal_id, approval_ref=f"signal:{signal_id}",
-                        entry_number=number, platform_checked=True)
-                    tags.append(trade.tag)
+            # one INSERT for the setup's entries (and one SELECT of their tags)
+            trades = expected_trades_register(
+                account=account, symbol=instrument, side=trade_side,
+                entries=[(number, volume) for number, volume in enumerate(
+                    answer["volume_entries"], start=1) if volume > 0],
+                requested_price=entry_price, sl=stop_loss, tp=take_profit,
+                signal_ref=signal_id, approval_ref=f"signal:{signal_id}",
+                platform_checked=True)
+            tags = [trade.tag for trade in trades]
     flat = {f"{name}_{n}": value
             for name, values in (("volume_entry", answer["volume_entries"]),
                                  ("estimated_margin_entry", answer["estimated_margin_entries"]))
             for n, value in enumerate(values, start=1)}
     return {**answer, **flat, "log_id": log.pk, "expected_trades": tags,
             "config_version": config.version}
+
+
+def _platform_state(account: Any) -> str:
+    """The kill switch's state: as ``risk.selectors.account_for_sizing`` read it with the
+    account, else (another caller, or no row yet) from ``guards``."""
+    state = getattr(account, "platform_state", None)
+    if state is None:
+        from guards.services import platform_state_get
+
+        state = platform_state_get()
+    return str(state)
+
+
+def _trading_blocked(account: Any) -> bool:
+    """Whether a period rule stopped new trades on ``account``: its guard state's
+    ``trading_blocked`` (``guards.services.account_trading_blocked``), read from the row
+    ``account_for_sizing`` joined (no query), else one query; no guard state row: not
+    blocked."""
+    from guards.models import AccountGuardState
+
+    try:
+        return bool(account.guard_state.trading_blocked)
+    except AccountGuardState.DoesNotExist:
+        return False
 
 
 def _jsonable(value: Any) -> Any:
