@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, Max, Min, Q, Sum, Window
+from django.db.models import Count, F, Q, Sum, Window
 from django.db.models.functions import Mod, RowNumber
 
 from accounts.models import TradingAccount
@@ -68,7 +68,6 @@ def account_summary(account: TradingAccount, *, since: datetime | None,
         realized=Sum("realized_pnl"), trades=Count("id"),
         wins=Count("id", filter=Q(realized_pnl__gt=0)),
         losses=Count("id", filter=Q(realized_pnl__lt=0)),
-        best=Max("realized_pnl"), worst=Min("realized_pnl"),
     )
     best = closed.order_by("-realized_pnl", "closed_at").first() if totals["trades"] else None
     worst = closed.order_by("realized_pnl", "closed_at").first() if totals["trades"] else None
