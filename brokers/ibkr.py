@@ -40,9 +40,11 @@ Mapping (TWS API names):
   never closes twice.
 
 Threads: ``ib_async`` is asyncio-based; the port is synchronous and called from Celery
-threads. Each (host, port, clientId) has one ``_Session``: one connection, one event loop
-in its own daemon thread, and a lock so that one call runs at a time. Every call has a
-timeout. A clientId may be connected once per gateway: give each process its own.
+threads. One event loop runs in a daemon thread for the whole process (never stopped:
+CPython 3.11 caches the running loop by thread id, and a new thread that reuses a dead
+one's id would see the dead loop). Each (host, port, clientId) has one ``_Session``: one
+connection on that loop and a lock, so that one call runs at a time on it. Every call has
+a timeout. A clientId may be connected once per gateway: give each process its own.
 """
 
 from __future__ import annotations
@@ -306,24 +308,17 @@ class _Session:
     host: str
     port: int
     client_id: int
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ib: Any = None
     errors: deque = field(default_factory=lambda: deque(maxlen=200))
     reports: dict[str, RawReport] = field(default_factory=dict)
     contracts: dict[str, Any] = field(default_factory=dict)
-    thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                       name=f"ibkr-{self.host}:{self.port}/{self.client_id}")
-        self.thread.start()
 
     def call(self, factory: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
         """Run ``factory()`` on the session's loop, one call at a time, within ``timeout``
         seconds. Raises BrokerTimeout when it takes longer."""
         with self.lock:
-            future = asyncio.run_coroutine_threadsafe(_bounded(factory, timeout), self.loop)
+            future = asyncio.run_coroutine_threadsafe(_bounded(factory, timeout), _loop())
             try:
                 return future.result(timeout + 2)
             except TimeoutError:
@@ -359,6 +354,17 @@ async def _bounded(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
 
 _SESSIONS: dict[tuple[str, int, int], _Session] = {}
 _SESSIONS_LOCK = threading.Lock()
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """The process's ibkr event loop, started on first use in a daemon thread."""
+    global _LOOP
+    with _SESSIONS_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, daemon=True, name="ibkr-loop").start()
+        return _LOOP
 
 
 def _session(host: str, port: int, client_id: int) -> _Session:
@@ -367,21 +373,22 @@ def _session(host: str, port: int, client_id: int) -> _Session:
         session = _SESSIONS.get(key)
         if session is None:
             session = _SESSIONS[key] = _Session(host, int(port), int(client_id))
-            session.start()
         return session
 
 
 def close_sessions() -> None:
-    """Disconnect every session of this process and stop its loop (tests, shutdown)."""
+    """Disconnect every session of this process (tests, shutdown); the loop stays."""
     with _SESSIONS_LOCK:
         sessions = list(_SESSIONS.values())
         _SESSIONS.clear()
+
+    async def disconnect(ib: Any) -> None:
+        ib.disconnect()
+
     for session in sessions:
         if session.ib is not None:
-            session.loop.call_soon_threadsafe(session.ib.disconnect)
-        session.loop.call_soon_threadsafe(session.loop.stop)
-        if session.thread is not None:
-            session.thread.join(timeout=5)
+            with session.lock:
+                asyncio.run_coroutine_threadsafe(disconnect(session.ib), _loop()).result(5)
 
 
 class IbkrGateway:

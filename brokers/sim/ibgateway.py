@@ -364,6 +364,12 @@ class IbGatewaySim:
         self.faults = [f for f in self.faults if f.count > 0]
         conn.send([v for _, v in named])
 
+    def drop(self, conn: Connection) -> None:
+        """Close a client's socket; its clientId is free again at once."""
+        if conn.client_id is not None and self.clients.get(conn.client_id) is conn:
+            del self.clients[conn.client_id]
+        conn.close()
+
     def error(self, conn: Connection, req_id: int, code: int, message: str) -> None:
         """TWS API: EDecoder.processErrMsgMsg (version 2, advancedOrderRejectJson)."""
         conn.send([In.ERR_MSG, 2, req_id, code, message, ""])
@@ -448,7 +454,7 @@ class IbGatewaySim:
         self.faults = [f for f in self.faults if f.count > 0]
         req_id = int(fields[req_index]) if req_index is not None else -1
         if fault.kind == "disconnect":
-            conn.close()
+            self.drop(conn)
         elif fault.kind == "pacing":
             self.error(conn, req_id, fault.code or ERR_MAX_RATE, fault.message or
                        "Max rate of messages per second has been exceeded:max=50 rec=51 (1)")
@@ -961,9 +967,10 @@ class IbGatewaySim:
         if op == "trade":
             return self.trade(**command)
         if op == "kick":
-            for conn in list(self.clients.values()):
-                conn.close()
-            return len(self.clients)
+            kicked = list(self.clients.values())
+            for conn in kicked:
+                self.drop(conn)
+            return len(kicked)
         raise ValueError(f"unknown op {op!r}")
 
     async def serve_admin(self, reader: asyncio.StreamReader,
