@@ -34,6 +34,7 @@ class User(AbstractUser):
         OWNER = "owner", "Owner"
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    # unique, so indexed: the Telegram sign-in's lookup by initData's user id
     telegram_id = models.BigIntegerField(null=True, blank=True, unique=True)
 
     @property
@@ -117,10 +118,12 @@ class TradingAccount(models.Model):
     class Meta:
         constraints = [
             # Two owners of one broker account would double-count and could close each
-            # other's positions.
+            # other's positions. Partial: an unlinked row keeps its login for history.
             models.UniqueConstraint(fields=["broker", "server", "login"],
                                     condition=Q(unlinked_at__isnull=True),
                                     name="uniq_linked_broker_server_login"),
+            # exactly one primary per member; also the index of a member's primary account
+            # (GET /positions: accounts.access.primary_account_of)
             models.UniqueConstraint(fields=["user"], condition=Q(is_primary=True),
                                     name="one_primary_account_per_user"),
         ]
@@ -151,6 +154,7 @@ class TradeServer(models.Model):
     (``detected_offset_minutes``); ``detection`` says how the zone was chosen.
     """
 
+    # unique, so indexed: the gateway's server-zone lookup by name (accounts.gateways)
     name = models.CharField(max_length=100, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_iana_zone],
                                 help_text="IANA zone of the server clock, e.g. Etc/GMT-2 or "
@@ -193,6 +197,7 @@ class DeviceKey(models.Model):
     account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE,
                                 related_name="device_keys")
     name = models.CharField(max_length=64)
+    # unique, so indexed: the signed push's lookup by X-Device-Key (device_request_verify)
     key_id = models.CharField(max_length=32, unique=True)
     secret_encrypted = models.TextField(editable=False)
     fingerprint = models.CharField(max_length=64, editable=False)

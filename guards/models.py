@@ -186,6 +186,7 @@ class DrawdownAlert(AppendOnlyModel):
     created_at = models.DateTimeField()
 
     class Meta:
+        # guard_check and the admin: an account's drawdown alerts, newest first
         indexes = [models.Index(fields=["account", "-created_at"], name="ddalert_acct_idx")]
 
     def __str__(self) -> str:
@@ -219,7 +220,8 @@ class LiquidationEpisode(models.Model):
 
     class Meta:
         constraints = [
-            # one liquidation episode per account at a time, whatever races
+            # one liquidation episode per account at a time, whatever races; also the index
+            # of the active episodes of a batch (accounts_guard, guards_overview)
             models.UniqueConstraint(fields=["account"],
                                     condition=Q(status__in=["warning", "liquidating"]),
                                     name="one_active_episode_per_account"),
@@ -276,10 +278,12 @@ class CloseRequest(models.Model):
 
     class Meta:
         constraints = [
+            # close_request_open's idempotency: the request of (account, ticket, key)
             models.UniqueConstraint(fields=["account", "ticket", "key"],
                                     name="uniq_close_request"),
         ]
         indexes = [
+            # guards_overview and the admin: an account's close requests, newest first
             models.Index(fields=["account", "-created_at"], name="closereq_acct_idx"),
             # guards_sweep: close requests not final whose next attempt is overdue
             models.Index(fields=["status", "next_attempt_at"], name="closereq_due_idx"),
@@ -328,6 +332,7 @@ class GuardAlert(AppendOnlyModel):
     created_at = models.DateTimeField()
 
     class Meta:
+        # guards_overview and the admin: an account's guard alerts, newest first
         indexes = [models.Index(fields=["account", "-created_at"], name="guardalert_acct_idx")]
 
     def __str__(self) -> str:

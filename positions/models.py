@@ -69,6 +69,7 @@ class Position(models.Model):
 
     class Meta:
         constraints = [
+            # the sync's upsert: INSERT ... ON CONFLICT (account, ticket) of a batch's positions
             models.UniqueConstraint(fields=["account", "ticket"], name="uniq_account_ticket"),
         ]
         indexes = [
@@ -196,6 +197,7 @@ class Instrument(models.Model):
 
     class Meta:
         constraints = [
+            # sync and push: the known instruments of a batch's servers (server, symbol)
             models.UniqueConstraint(fields=["server", "symbol"], name="uniq_server_symbol"),
         ]
 
@@ -206,6 +208,7 @@ class Instrument(models.Model):
 class DispatcherHeartbeat(models.Model):
     """A single row the sync dispatcher stamps on every tick, so the 1 s beat is visible."""
 
+    # unique, so indexed: the dispatcher's stamp and /healthz's read by name ("sync")
     name = models.CharField(max_length=32, unique=True)
     ticks = models.BigIntegerField(default=0)
     last_tick_at = models.DateTimeField(null=True)
@@ -220,6 +223,7 @@ class BeatLease(models.Model):
     schedule, so the beat holding an unexpired lease sends and any other idles
     (``config.beat.SingletonScheduler``)."""
 
+    # unique, so indexed: beat_lease_hold's conditional UPDATE by name
     name = models.CharField(max_length=32, unique=True)
     holder = models.CharField(max_length=128)
     expires_at = models.DateTimeField()

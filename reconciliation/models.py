@@ -45,6 +45,8 @@ class ExpectedTrade(models.Model):
     sl = price_field(null=True, blank=True)
     tp = price_field(null=True, blank=True)
     magic = models.BigIntegerField()
+    # unique: a position's comment tag names one trade (make_tag); no query reads by tag
+    # (reconcile matches a batch's trades in memory), so the index only keeps tags unique
     tag = models.CharField(max_length=MAX_TAG_LENGTH, unique=True,
                            help_text="Written into the order comment to trace the position")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -94,6 +96,8 @@ class OpenDivergence(models.Model):
 
     class Meta:
         constraints = [
+            # one open divergence per (account, key); also the index of reconcile's read of
+            # a batch's open divergences and the member's list (account_id IN ...)
             models.UniqueConstraint(fields=["account", "key"], name="uniq_open_divergence"),
         ]
 
