@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/position_size_bench.py [--members 50] [--duration 10]
                                                   [--connections 8] [--rate 50] [--calls 200]
+                                                  [--login-ms 0]
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), Redis on 127.0.0.1:6379 and ``wrk``.
 Uses bench/api_bench.py's environment defaults, database helpers, gunicorn launch
@@ -12,7 +13,9 @@ benches share ``bench_backoffice`` and empty it when they start. What it does:
 1. creates and migrates the scratch database and empties the project's tables
    (``--recreate-db`` drops it first, for when the migration files were rewritten);
 2. starts a terminal bridge on the simulated terminal (``brokers.bridge.server --sim
-   --manual-clock --members 0``: prices stand still) and creates ``--members`` USD accounts
+   --manual-clock --members 0 --login-ms 0``: prices stand still and login switches are
+   instant, so the figures measure this code, not a terminal's reconnect; ``--login-ms
+   150`` measures with a real terminal's switch) and creates ``--members`` USD accounts
    in it (1:100, 10,000 USD); in the database, one member per account with that account
    linked (its own encrypted password), then syncs them once through the bridge
    (``accounts_sync``), so each has a fresh balance and free margin: the endpoint rejects
@@ -29,17 +32,21 @@ benches share ``bench_backoffice`` and empty it when they start. What it does:
    (b) paced at about ``--rate`` requests/s, as bench/api_bench.py paces (its probes, then
    up to two corrected re-runs): p50/p99 latency at that load. Afterwards it counts the
    risk logs, approvals and expected trades the runs left in the database;
-5. times the service alone in this process (``risk.services.position_size``, ``--calls``
-   calls against the same bridge, gunicorn stopped) and, separately, its three bridge
-   round trips (login, symbol_info, order_calc_margin through the gateway); counts and
-   times its SQL statements and COMMITs, and breaks its slowest 1 % down, to split the
+5. times the service alone in this process (the view's account read,
+   ``risk.selectors.account_for_sizing``, then ``risk.services.position_size``, ``--calls``
+   calls against the same bridge, gunicorn stopped) and, separately, its bridge round trips
+   (login and order_calc_margin through the gateway; symbol_info comes from the cache,
+   ``risk.symbols``); counts and times its SQL statements and COMMITs (the JWT's user
+   query, in the HTTP runs only, is not among them), and breaks its slowest 1 % down, to
+   split the
    latency into bridge, service (database, sizing) and HTTP/DRF (auth, validation,
    rendering, queueing) shares;
 6. prints a table beside the goal (p99 < 20 ms at the paced rate; never asserted), and
    warns when other processes took CPU (over 0.1 core) or PostgreSQL checkpointed during
    the measurements: the figures are then inflated.
 
-Every request of the endpoint makes three calls through the bridge, which serves one
+Every request of the endpoint makes two calls through the bridge (login, order_calc_margin;
+symbol_info is cached per server, symbol and account currency), which serves one
 terminal from one thread: they queue there, whatever the number of gunicorn workers.
 gunicorn, the bridge, PostgreSQL, Redis and wrk share this machine's cores, so the figures
 are a lower bound for a production layout. Linux only (/proc, TCP_DEFER_ACCEPT).
@@ -157,12 +164,13 @@ class Bridge:
         return BridgeTerminal(self.url, self.token, timeout=10).sim(name, *args)
 
 
-def start_bridge(token: str, log_path: Path) -> Bridge:
-    """A ``--sim --manual-clock`` bridge on a free port, as tests/conftest.py starts it."""
+def start_bridge(token: str, log_path: Path, login_ms: float) -> Bridge:
+    """A ``--sim --manual-clock`` bridge on a free port, as tests/conftest.py starts it,
+    whose login switches cost ``login_ms`` milliseconds."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock",
-             "--port", "0", "--members", "0"],
+             "--port", "0", "--members", "0", "--login-ms", str(login_ms)],
             cwd=ROOT, env={**os.environ, "MT5_BRIDGE_TOKEN": token},
             stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
         )
@@ -344,19 +352,19 @@ def timing(samples: list[float], cpu_seconds: float, **extra: Any) -> Timing:
 
 
 def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timing]:
-    """(the gateway's three bridge round trips alone, the whole service call).
+    """(the gateway's bridge round trips alone, the whole service call).
 
-    Accounts are read as the view reads them (``accounts_readable_by``: credentials
-    deferred); members are taken in turn, so the terminal switches account every call, as
-    it mostly does under wrk's random members. The service's SQL statements are counted
-    and timed (``execute_wrapper``).
+    Accounts are read as the view reads them (``risk.selectors.account_for_sizing``: one
+    query, counted with the service's); members are taken in turn, so the terminal
+    switches account every call, as it mostly does under wrk's random members. The
+    service's SQL statements are counted and timed (``execute_wrapper``).
     """
     from django.db import connection
 
-    from accounts import access
     from accounts.gateways import account_gateway
     from accounts.models import TradingAccount
     from brokers.gateway import Side
+    from risk.selectors import account_for_sizing
     from risk.services import position_size
 
     accounts = TradingAccount.objects.select_related("user").in_bulk(
@@ -368,8 +376,7 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
     for n in range(calls):
         member, account = loaded[n % len(loaded)]
         c, t = time.process_time(), time.perf_counter()
-        gateway = account_gateway(account)
-        gateway.symbol_spec("EURUSD")
+        gateway = account_gateway(account)  # symbol_info: cached, not asked per request
         gateway.margin_required("EURUSD", Side(member.side), Decimal(1), member.entry)
         samples.append(time.perf_counter() - t)
         cpu += time.process_time() - c
@@ -404,12 +411,12 @@ def time_in_process(members: list[Member], *, calls: int) -> tuple[Timing, Timin
     try:
         for n in range(calls):
             member, linked = loaded[n % len(loaded)]
-            # Read as the view reads it (credentials deferred), a fresh instance per call.
-            account = access.accounts_readable_by(linked.user).get(pk=member.account_id)
             commits.append(0.0)
             waited = sql[1]
             with connection.execute_wrapper(count):
                 c, t = time.process_time(), time.perf_counter()
+                # read as the view reads it (one query), a fresh instance per call
+                account = account_for_sizing(user=linked.user, account_id=member.account_id)
                 answer = position_size(account=account, requested_by=linked.user,
                                        signal_id=f"{run}-{n}", instrument="EURUSD",
                                        side=member.side, entry_price=member.entry,
@@ -518,9 +525,9 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
          top.non2xx + top.socket_errors),
         (f"HTTP, paced at ~{target:g} req/s", paced.rate, paced, None,
          paced.non2xx + paced.socket_errors),
-        (f"service in-process (position_size, {service.calls} calls)",
+        (f"service in-process (account read + position_size, {service.calls} calls)",
          1000 / service.mean_ms, service, service.cpu_ms, 0),
-        ("  of which bridge: login+symbol_info+calc_margin", 1000 / bridge.mean_ms, bridge,
+        ("  of which bridge: login+calc_margin", 1000 / bridge.mean_ms, bridge,
          bridge.cpu_ms, 0),
     ]
     for label, rate, run, cpu, errors in rows:
@@ -533,7 +540,7 @@ def print_report(top: WrkResult, paced: WrkResult, bridge: Timing, service: Timi
           f"{service.db_ms:.1f} ms waiting on them; COMMIT {service.commit_ms:.1f} ms "
           f"({service.slow_commits} of {service.calls} over {SLOW_COMMIT_MS:g} ms, the "
           f"slowest {service.commit_max_ms:.0f} ms: the WAL flush); Python CPU "
-          f"{service.cpu_ms:.1f} ms; the bridge's three round trips {bridge.mean_ms:.1f} ms")
+          f"{service.cpu_ms:.1f} ms; the bridge's round trips {bridge.mean_ms:.1f} ms")
     if service.slowest:
         wall, cpu, statements, commit = service.slowest
         print(f"its slowest 1 % ({max(2, service.calls // 100)} calls), means: {wall:.1f} ms, "
@@ -572,6 +579,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rate", type=float, default=50, help="target requests/s for (b)")
     parser.add_argument("--calls", type=int, default=200, help="in-process service calls")
+    parser.add_argument("--login-ms", type=float, default=0.0,
+                        help="the simulated terminal's login switch, ms (0: instant; 150: "
+                             "a real terminal's; every request switches account)")
     parser.add_argument("--recreate-db", action="store_true",
                         help=f"drop and recreate the scratch database {BENCH_DB} first (when "
                              "its migration history no longer matches the migration files)")
@@ -605,7 +615,7 @@ def main() -> None:
     interference: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="position_size_bench-") as tmp:
         bridge_log = Path(tmp) / "bridge.log"
-        bridge = start_bridge(os.environ["MT5_BRIDGE_TOKEN"], bridge_log)
+        bridge = start_bridge(os.environ["MT5_BRIDGE_TOKEN"], bridge_log, args.login_ms)
         server: subprocess.Popen | None = None
         try:
             # Before django.setup(): this process's settings and gunicorn's (which inherits

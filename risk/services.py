@@ -163,12 +163,17 @@ def position_size(*, account: Any, requested_by: Any, signal_id: str, instrument
     Uses the account's last synced balance and free margin (rejected if older than
     ``MT5_ACCOUNT_FRESHNESS_MINUTES``) and the symbol's live rules from the gateway (tick
     size and value in the account currency, volume limits, margin for one lot: MetaTrader 5
-    symbol_info and order_calc_margin). The stop is sized with the loss tick value
+    symbol_info, cached up to ``risk.symbols.SYMBOL_SPEC_TTL_SECONDS`` per server, symbol
+    and account currency, and order_calc_margin). The platform state and the guard state are
+    read from the account when ``risk.selectors.account_for_sizing`` read it (else one query
+    each). The stop is sized with the loss tick value
     (``trade_tick_value_loss``) when the broker reports one, else the tick value; the answer
     and the log say which (``tick_value_used``, ``tick_value_source``; ``None`` when refused
     before the symbol's rules were read). Every request, approved or not, is one
-    ``TradeSetupRiskLog``. An approved setup registers its entries as expected trades,
-    idempotently per (account, signal): asking twice never doubles the exposure.
+    ``TradeSetupRiskLog``. An approved setup registers its entries as expected trades in
+    one INSERT (``reconciliation.services.expected_trades_register``), idempotently per
+    (account, signal): asking twice never doubles the exposure. ``side`` is a
+    ``brokers.gateway.Side`` value (ValueError otherwise).
     Returns the answer's fields plus ``log_id`` and ``expected_trades`` (tags).
     """
     from datetime import timedelta
