@@ -460,8 +460,9 @@ class IbkrGateway:
 
         mark = len(self._session.errors)
         try:
+            # within the call's own timeout, so that a refusal (326) is told as such
             await ib.connectAsync(self.host, self.port, clientId=self.client_id,
-                                  timeout=self.timeout, readonly=False,
+                                  timeout=self.timeout * 0.8, readonly=False,
                                   fetchFields=StartupFetch.POSITIONS)
         except (OSError, ConnectionError, TimeoutError) as exc:
             recent = list(self._session.errors)[mark:]
