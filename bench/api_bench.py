@@ -67,6 +67,8 @@ os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
 # The bench process and gunicorn (which inherits this environment) use the same settings.
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 
+from tests.support.processes import database_ensure, tables_empty  # noqa: E402
+
 DRF_PATH = "/api/v1/positions"
 BARE_PATH = "/bench/bare-positions"
 LUA_SCRIPT = ROOT / "bench" / "tokens.lua"
@@ -85,36 +87,13 @@ GOAL_RATIO = 0.5
 
 
 def ensure_database() -> None:
-    """Create the scratch database if it is missing (as bench/sync_bench.py does)."""
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+    """Create the scratch database if it is missing (bench/position_size_bench.py too)."""
+    database_ensure()
 
 
 def reset_tables() -> None:
-    """Empty every table of the project's apps (the scratch database only).
-
-    The reconciliation log refuses TRUNCATE by trigger (reconciliation migration 0002);
-    ``session_replication_role = replica`` (superuser, this transaction only) skips
-    triggers, as the test harness does for its scratch database.
-    """
-    from django.apps import apps
-    from django.db import connection, transaction
-
-    tables = sorted({
-        model._meta.db_table
-        for label in PROJECT_APPS
-        for model in apps.get_app_config(label).get_models(include_auto_created=True)
-    })
-    quoted = ", ".join(connection.ops.quote_name(t) for t in tables)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+    """Empty every table of the project's apps (the scratch database only)."""
+    tables_empty(PROJECT_APPS)
 
 
 def seed(*, members: int, positions: int, rng: random.Random) -> list[str]:

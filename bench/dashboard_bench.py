@@ -43,29 +43,9 @@ os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
+from tests.support.processes import database_ensure, tables_empty  # noqa: E402
+
 PROJECT_APPS = ("accounts", "positions", "reconciliation", "risk", "guards", "notifications")
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def reset_tables() -> None:
-    from django.apps import apps
-    from django.db import connection, transaction
-
-    tables = sorted({model._meta.db_table for label in PROJECT_APPS
-                     for model in apps.get_app_config(label).get_models(include_auto_created=True)})
-    quoted = ", ".join(connection.ops.quote_name(t) for t in tables)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")  # audit triggers
-        cursor.execute(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
 
 
 def seed(accounts: int, cadence: int) -> None:
@@ -182,7 +162,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep the data of the last run (same --accounts/--cadence)")
     args = parser.parse_args()
-    ensure_database()
+    database_ensure()
     import django
 
     django.setup()
@@ -196,7 +176,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if not args.reuse:
         t0 = time.perf_counter()
-        reset_tables()
+        tables_empty(PROJECT_APPS)
         seed(args.accounts, args.cadence)
         print(f"seeded in {time.perf_counter() - t0:.0f} s")
     setup_test_environment()  # the test client's template and query capture hooks

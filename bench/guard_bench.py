@@ -41,7 +41,6 @@ import argparse
 import logging
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -63,57 +62,24 @@ os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
+from tests.support.processes import (  # noqa: E402
+    bridge_start,
+    database_ensure,
+    tables_empty,
+)
+
 # The project's tables (dependants go with CASCADE); auth, contenttypes, celery beat stay.
 PROJECT_APPS = ("accounts", "positions", "reconciliation", "risk", "guards", "notifications")
 FRIDAY_2000 = 59  # bar index of 2017-04-21 20:00; the next bar gaps +1.55 %
 GOAL_SECONDS = 1.0
 
 
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def reset_tables() -> None:
-    """Empty the project's tables. The append-only audit tables refuse TRUNCATE by
-    trigger: ``session_replication_role = replica`` (superuser, this transaction only)
-    skips triggers, as the test harness does for its scratch database."""
-    from django.apps import apps
-    from django.db import connection, transaction
-
-    tables = sorted({
-        model._meta.db_table
-        for label in PROJECT_APPS
-        for model in apps.get_app_config(label).get_models(include_auto_created=True)
-    })
-    quoted = ", ".join(connection.ops.quote_name(t) for t in tables)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
-
-
 def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock", "--port", "0",
-         "--members", "0", "--bench-accounts", str(accounts),
-         # instant login switches, as the figures in README were measured (the bridge's
-         # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
-         "--login-ms", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"bridge did not start: {line!r}")
-    return process, match.group(1)
+    return bridge_start(
+        "--bench-accounts", str(accounts),
+        # instant login switches, as the figures in README were measured (the bridge's
+        # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
+        "--login-ms", "0")
 
 
 def rank(values: list[float], q: float) -> float:
@@ -136,7 +102,7 @@ def main() -> None:
     if not 0 < args.critical <= args.accounts:
         raise SystemExit("--critical must be between 1 and --accounts")
 
-    ensure_database()
+    database_ensure()
     import django
 
     django.setup()
@@ -159,7 +125,7 @@ def main() -> None:
     from pipeline.services import accounts_sync
     from positions.services import sync_dispatch
 
-    reset_tables()
+    tables_empty(PROJECT_APPS)
     user, _ = User.objects.get_or_create(username="bench")
     print(f"seeding {args.accounts} accounts in the bridge and the database ...", flush=True)
     bridge, url = start_bridge(args.accounts)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -38,34 +37,15 @@ os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+from tests.support.processes import bridge_start, database_ensure  # noqa: E402
 
 
 def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock", "--port", "0",
-         "--members", "0", "--bench-accounts", str(accounts),
-         # instant login switches, as the figures in README were measured (the bridge's
-         # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
-         "--login-ms", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"bridge did not start: {line!r}")
-    return process, match.group(1)
+    return bridge_start(
+        "--bench-accounts", str(accounts),
+        # instant login switches, as the figures in README were measured (the bridge's
+        # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
+        "--login-ms", "0")
 
 
 def main() -> None:
@@ -74,7 +54,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
 
-    ensure_database()
+    database_ensure()
     import django
 
     django.setup()

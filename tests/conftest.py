@@ -4,15 +4,14 @@ real bridge process, and accounts linked to it."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from brokers.bridge.client import BridgeTerminal
+from tests.support.processes import bridge_start
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_SERVER = "SimBroker-Test"
@@ -85,19 +84,10 @@ class SimBridge:
 
 
 def start_bridge(token: str, *extra: str) -> SimBridge:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock",
-         "--port", "0", "--members", "0", "--login-ms", "0", *extra],
-        cwd=ROOT, env={**os.environ, "MT5_BRIDGE_TOKEN": token},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (https?://\S+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"bridge did not start: {line!r}")
-    return SimBridge(url=match.group(1), token=token, process=process)
+    """A ``--sim --manual-clock`` bridge with instant login switches (``extra`` may set
+    ``--login-ms`` again). Raises BridgeDidNotStart."""
+    process, url = bridge_start("--login-ms", "0", *extra, token=token)
+    return SimBridge(url=url, token=token, process=process)
 
 
 @pytest.fixture

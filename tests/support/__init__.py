@@ -1,0 +1,1 @@
+"""Helpers the test harness and the bench scripts share (no tests here)."""
