@@ -58,7 +58,6 @@ import argparse
 import json
 import os
 import random
-import re
 import resource
 import shutil
 import signal
@@ -99,6 +98,7 @@ from bench.api_bench import (  # noqa: E402
     stop,
     wait_until_answering,
 )
+from tests.support.processes import BridgeDidNotStart, bridge_start  # noqa: E402
 
 PATH = "/api/v1/risk/position-size"
 LUA_SCRIPT = ROOT / "bench" / "position_size.lua"
@@ -168,19 +168,12 @@ def start_bridge(token: str, log_path: Path, login_ms: float) -> Bridge:
     """A ``--sim --manual-clock`` bridge on a free port, as tests/conftest.py starts it,
     whose login switches cost ``login_ms`` milliseconds."""
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "brokers.bridge.server", "--sim", "--manual-clock",
-             "--port", "0", "--members", "0", "--login-ms", str(login_ms)],
-            cwd=ROOT, env={**os.environ, "MT5_BRIDGE_TOKEN": token},
-            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if not match:
-        stop(process)
-        raise SystemExit(f"bridge did not start: {line!r}\n{log_path.read_text()}")
-    return Bridge(url=match.group(1), token=token, process=process)
+        try:
+            process, url = bridge_start("--login-ms", str(login_ms), token=token, stderr=log,
+                                        new_session=True)
+        except BridgeDidNotStart as error:
+            raise SystemExit(f"{error}\n{log_path.read_text()}") from None
+    return Bridge(url=url, token=token, process=process)
 
 
 # --------------------------------------------------------------------------- seed
