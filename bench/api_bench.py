@@ -55,19 +55,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCH_DB = "bench_backoffice"
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-# 32+ bytes: the JWTs are signed with it (HS256), PyJWT warns about shorter keys.
-os.environ.setdefault("SECRET_KEY", "bench-secret-key-for-hs256-jwt-0123456789")
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=")
-os.environ.setdefault("MT5_BRIDGE_TOKEN", "bench-bridge-token-0123456789")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-# The bench process and gunicorn (which inherits this environment) use the same settings.
-os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+from tests.support.processes import (  # noqa: E402
+    bench_environment,
+    database_ensure,
+    tables_empty,
+)
 
-from tests.support.processes import database_ensure, tables_empty  # noqa: E402
+BENCH_DB = "bench_backoffice"
+# The bench process and gunicorn (which inherits this environment) use the same settings.
+bench_environment(BENCH_DB, redis_url="redis://127.0.0.1:6379/13",
+                  settings_module="bench.settings")
 
 DRF_PATH = "/api/v1/positions"
 BARE_PATH = "/bench/bare-positions"

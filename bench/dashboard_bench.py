@@ -24,7 +24,6 @@ and does its query count stay constant? What it does:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -33,17 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCH_DB = "bench_dashboard"
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
-os.environ.setdefault("SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=")
-os.environ.setdefault("MT5_BRIDGE_TOKEN", "bench-bridge-token-0123456789")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+from tests.support.processes import (  # noqa: E402
+    bench_environment,
+    database_ensure,
+    tables_empty,
+)
 
-from tests.support.processes import database_ensure, tables_empty  # noqa: E402
+BENCH_DB = "bench_dashboard"
+bench_environment(BENCH_DB, redis_url="redis://127.0.0.1:6379/12")
 
 PROJECT_APPS = ("accounts", "positions", "reconciliation", "risk", "guards", "notifications")
 

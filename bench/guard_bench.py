@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import subprocess
 import sys
 import time
@@ -50,23 +49,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Its own scratch database: the other benches share ``bench_backoffice`` and empty it
-# (TRUNCATE) when they start, which would deadlock with or wipe a run of this one.
-BENCH_DB = "bench_guard"
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ.setdefault("SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=")
-os.environ.setdefault("MT5_BRIDGE_TOKEN", "bench-bridge-token-0123456789")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-
 from tests.support.processes import (  # noqa: E402
+    bench_environment,
     bridge_start,
     database_ensure,
     tables_empty,
 )
+
+# Its own scratch database: the other benches share ``bench_backoffice`` and empty it
+# (TRUNCATE) when they start, which would deadlock with or wipe a run of this one.
+BENCH_DB = "bench_guard"
+bench_environment(BENCH_DB, redis_url="redis://127.0.0.1:6379/13")
 
 # The project's tables (dependants go with CASCADE); auth, contenttypes, celery beat stay.
 PROJECT_APPS = ("accounts", "positions", "reconciliation", "risk", "guards", "notifications")

@@ -19,7 +19,6 @@ are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -28,16 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCH_DB = "bench_sync"  # its own: every bench empties its database
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-os.environ.setdefault("SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=")
-os.environ.setdefault("MT5_BRIDGE_TOKEN", "bench-bridge-token-0123456789")
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+from tests.support.processes import (  # noqa: E402
+    bench_environment,
+    bridge_start,
+    database_ensure,
+)
 
-from tests.support.processes import bridge_start, database_ensure  # noqa: E402
+BENCH_DB = "bench_sync"  # its own: every bench empties its database
+bench_environment(BENCH_DB)
 
 
 def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:

@@ -65,6 +65,29 @@ def bridge_start(*args: str, token: str | None = None,
     return process, match.group(1)
 
 
+def bench_environment(database: str, *, redis_url: str | None = None,
+                      settings_module: str = "config.settings") -> None:
+    """Environment defaults of a bench script, set before Django is imported: its own
+    scratch database ``database`` on 127.0.0.1:5432 (user postgres), Redis ``redis_url``
+    if given (else the settings' file cache), fixed throwaway secrets, Celery's in-memory
+    broker and ``var/bench``. A variable already set wins, except DJANGO_SETTINGS_MODULE.
+    """
+    defaults = {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        # 32+ bytes: JWTs are signed with it (HS256), PyJWT warns about shorter keys
+        "SECRET_KEY": "bench-secret-key-for-hs256-jwt-0123456789",
+        "FIELD_ENCRYPTION_KEYS": "Sg9pBSmV3M0kSYV4f2w1xV9Xn3i0hHhM4n7fDqG0aIE=",
+        "MT5_BRIDGE_TOKEN": "bench-bridge-token-0123456789",
+        "CELERY_BROKER_URL": "memory://",
+        "VAR_DIR": str(ROOT / "var" / "bench"),
+    }
+    if redis_url is not None:
+        defaults["REDIS_URL"] = redis_url
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+
+
 def database_ensure(url: str | None = None) -> None:
     """Create the PostgreSQL database ``url`` names (default: ``DATABASE_URL``, e.g.
     ``postgres://postgres@127.0.0.1:5432/bench_sync``) if it is missing, through the
