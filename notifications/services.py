@@ -119,24 +119,10 @@ def alert_deliver(*, alert_id: int) -> Delivery:
     alert = Alert.objects.select_related("user").filter(pk=alert_id).first()
     if alert is None:
         return Delivery("missing")
-    if alert.status not in UNDELIVERED:
-        return Delivery("done")
-    if alert.due_at > now:
-        if alert.status == Alert.Status.SENDING:
-            return Delivery("busy")  # another worker holds it; its lease covers a crash
-        # early: a duplicate of a scheduled retry, or a clock ahead of the scheduler's
-        return Delivery("not_due", retry_in=(alert.due_at - now).total_seconds())
+    refusal = _not_now(alert, now)
+    if refusal is not None:
+        return refusal
     chat_id = alert.user.telegram_id
-    if not chat_id:
-        return _finish_unclaimed(alert, now, Alert.FailureReason.NO_TELEGRAM_ID,
-                                 "the member has not linked Telegram")
-    if not settings.TELEGRAM_BOT_TOKEN:
-        return _finish_unclaimed(alert, now, Alert.FailureReason.BOT_NOT_CONFIGURED,
-                                 "TELEGRAM_BOT_TOKEN is empty")
-    if alert.attempts >= MAX_ATTEMPTS:  # a send that kept killing its worker
-        return _finish_unclaimed(alert, now, Alert.FailureReason.RETRIES_EXHAUSTED,
-                                 alert.last_error or "the sending worker never finished",
-                                 status=Alert.Status.FAILED)
     wait = telegram.send_slot_take(chat_id=chat_id)
     if wait:
         return Delivery("rate_limited", retry_in=wait)
@@ -149,8 +135,36 @@ def alert_deliver(*, alert_id: int) -> Delivery:
         attempts=F("attempts") + 1)
     if not taken:
         return Delivery("busy")
-    attempts = alert.attempts + 1
     mine = Alert.objects.filter(pk=alert.pk, status=Alert.Status.SENDING, claim=claim)
+    return _send(alert, mine, attempts=alert.attempts + 1)
+
+
+def _not_now(alert: Alert, now: datetime) -> Delivery | None:
+    """Why this alert is not sent now (already delivered, not due, held by another worker,
+    undeliverable), or None to go on. An undeliverable one is finished here."""
+    if alert.status not in UNDELIVERED:
+        return Delivery("done")
+    if alert.due_at > now:
+        if alert.status == Alert.Status.SENDING:
+            return Delivery("busy")  # another worker holds it; its lease covers a crash
+        # early: a duplicate of a scheduled retry, or a clock ahead of the scheduler's
+        return Delivery("not_due", retry_in=(alert.due_at - now).total_seconds())
+    if not alert.user.telegram_id:
+        return _finish_unclaimed(alert, now, Alert.FailureReason.NO_TELEGRAM_ID,
+                                 "the member has not linked Telegram")
+    if not settings.TELEGRAM_BOT_TOKEN:
+        return _finish_unclaimed(alert, now, Alert.FailureReason.BOT_NOT_CONFIGURED,
+                                 "TELEGRAM_BOT_TOKEN is empty")
+    if alert.attempts >= MAX_ATTEMPTS:  # a send that kept killing its worker
+        return _finish_unclaimed(alert, now, Alert.FailureReason.RETRIES_EXHAUSTED,
+                                 alert.last_error or "the sending worker never finished",
+                                 status=Alert.Status.FAILED)
+    return None
+
+
+def _send(alert: Alert, mine: QuerySet[Alert], *, attempts: int) -> Delivery:
+    """The claimed alert's one call to Telegram, and its outcome marked by the claim."""
+    chat_id = alert.user.telegram_id
     try:
         message_id = telegram.send_message(chat_id=chat_id, text=alert.text,
                                            disable_notification=alert.silent)

@@ -406,6 +406,75 @@ def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int,
     ))
 
 
+def _failed_read(account: TradingAccount, fetch: AccountFetch, before: dict,
+                 writes: _Writes, now: datetime) -> None:
+    """A read that failed: the account is "unknown". Its figures stay the last good ones,
+    it turns stale (error when a person must act), and its next read backs off."""
+    was = account.sync_status
+    account.consecutive_failures += 1
+    account.sync_status = Status.ERROR if fetch.needs_person else Status.STALE
+    account.sync_error_code = fetch.error_code
+    account.sync_error_message = fetch.error_message
+    account.next_sync_at = now + timedelta(
+        seconds=_backoff(account.sync_cadence_seconds, account.consecutive_failures))
+    writes.logs.append(SyncLog(
+        account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
+        result=SyncLog.Result.FAILED, error_code=fetch.error_code,
+        error_message=fetch.error_message, before=before, after=before,
+    ))
+    if was == Status.HEALTHY:
+        writes.changes.append((account, "account_stale",
+                               f"not readable ({fetch.error_code}): its figures are the "
+                               "last good ones and the guards wait for a fresh read"))
+
+
+def _writes_flush(writes: _Writes, accounts: dict[int, TradingAccount],
+                  batch_size: int) -> None:
+    """Write what a batch gathered: one statement per kind of row (per ``batch_size``)."""
+    for position_pk, ticket in writes.retickets:
+        # rare: the server re-opened a position under a new ticket (same identifier)
+        Position.objects.filter(pk=position_pk).update(ticket=ticket)
+    if writes.cash_flows:
+        CashFlow.objects.bulk_create(writes.cash_flows, batch_size=batch_size)
+    if writes.baseline_resets:
+        BaselineReset.objects.bulk_create(writes.baseline_resets)
+    if writes.upserts:
+        Position.objects.bulk_create(
+            writes.upserts, batch_size=batch_size * 10, update_conflicts=True,
+            unique_fields=["account", "ticket"], update_fields=POSITION_UPSERT_FIELDS,
+        )
+    if writes.closes:
+        Position.objects.bulk_create(
+            writes.closes, batch_size=batch_size, update_conflicts=True, unique_fields=["id"],
+            update_fields=POSITION_CLOSE_FIELDS,
+        )
+    if writes.snapshots:
+        EquitySnapshot.objects.bulk_create(writes.snapshots, batch_size=batch_size)
+    if writes.logs:
+        SyncLog.objects.bulk_create(writes.logs, batch_size=batch_size)
+    if accounts:
+        # An upsert on the primary key of rows we hold locked: one INSERT … ON CONFLICT
+        # (id) DO UPDATE, where bulk_update would send a CASE per column per row.
+        TradingAccount.objects.bulk_create(
+            accounts.values(), batch_size=batch_size, update_conflicts=True,
+            unique_fields=["id"], update_fields=ACCOUNT_FIELDS,
+        )
+    if writes.specs:
+        _instruments_upsert(writes.specs)
+    if writes.changes:
+        _sync_status_alerts(writes.changes)
+
+
+def _known_positions(ok_ids: list[int]) -> dict[int, dict[int, Position]]:
+    """Per account, ticket → its open positions and those closed without their deal yet."""
+    existing: dict[int, dict[int, Position]] = {}
+    for p in Position.objects.filter(account_id__in=ok_ids).filter(
+        Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
+    ):
+        existing.setdefault(p.account_id, {})[p.ticket] = p
+    return existing
+
+
 def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
                        batch_size: int = 1000) -> SyncOutcome:
     """Write a batch of fetch results in one transaction. Returns who was synced.
@@ -426,14 +495,9 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             .filter(id__in=[f.account_id for f in fetches], sync_lease_token=token)
         }
         ok_ids = [f.account_id for f in fetches if f.ok and f.account_id in accounts]
-        existing: dict[int, dict[int, Position]] = {}
-        for p in Position.objects.filter(account_id__in=ok_ids).filter(
-            Q(status=Position.Status.OPEN) | Q(close_reason=Position.CloseReason.UNKNOWN)
-        ):
-            existing.setdefault(p.account_id, {})[p.ticket] = p
+        existing = _known_positions(ok_ids)
         seen_cash = _cash_flows_seen(fetches, ok_ids)
         writes = _Writes()
-        logs, changes, specs = writes.logs, writes.changes, writes.specs
         for fetch in fetches:
             account = accounts.get(fetch.account_id)
             if account is None:
@@ -445,67 +509,16 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             account.last_sync_attempt_at = now
             account.sync_lease_until = None
             account.sync_lease_token = None
-            was = account.sync_status
             if not fetch.ok:
                 outcome.failed.append(account.pk)
-                account.consecutive_failures += 1
-                account.sync_status = Status.ERROR if fetch.needs_person else Status.STALE
-                account.sync_error_code = fetch.error_code
-                account.sync_error_message = fetch.error_message
-                account.next_sync_at = now + timedelta(
-                    seconds=_backoff(account.sync_cadence_seconds, account.consecutive_failures)
-                )
-                logs.append(SyncLog(
-                    account=account, started_at=fetch.started_at, duration_ms=fetch.duration_ms,
-                    result=SyncLog.Result.FAILED, error_code=fetch.error_code,
-                    error_message=fetch.error_message, before=before, after=before,
-                ))
-                if was == Status.HEALTHY:
-                    changes.append((account, "account_stale",
-                                    f"not readable ({fetch.error_code}): its figures are the "
-                                    "last good ones and the guards wait for a fresh read"))
+                _failed_read(account, fetch, before, writes, now)
                 continue
-            if was in (Status.STALE, Status.ERROR):
-                changes.append((account, "account_recovered", "readable again"))
-
+            if account.sync_status in (Status.STALE, Status.ERROR):
+                writes.changes.append((account, "account_recovered", "readable again"))
             outcome.synced.append(account.pk)
             _good_read(account=account, fetch=fetch, known=known, before=before,
                        seen_cash=seen_cash, writes=writes, now=now)
-
-        upserts, closes, snapshots, logs = (writes.upserts, writes.closes, writes.snapshots,
-                                            writes.logs)
-        for position_pk, ticket in writes.retickets:
-            # rare: the server re-opened a position under a new ticket (same identifier)
-            Position.objects.filter(pk=position_pk).update(ticket=ticket)
-        if writes.cash_flows:
-            CashFlow.objects.bulk_create(writes.cash_flows, batch_size=batch_size)
-        if writes.baseline_resets:
-            BaselineReset.objects.bulk_create(writes.baseline_resets)
-        if upserts:
-            Position.objects.bulk_create(
-                upserts, batch_size=batch_size * 10, update_conflicts=True,
-                unique_fields=["account", "ticket"], update_fields=POSITION_UPSERT_FIELDS,
-            )
-        if closes:
-            Position.objects.bulk_create(
-                closes, batch_size=batch_size, update_conflicts=True, unique_fields=["id"],
-                update_fields=POSITION_CLOSE_FIELDS,
-            )
-        if snapshots:
-            EquitySnapshot.objects.bulk_create(snapshots, batch_size=batch_size)
-        if logs:
-            SyncLog.objects.bulk_create(logs, batch_size=batch_size)
-        if accounts:
-            # An upsert on the primary key of rows we hold locked: one INSERT … ON CONFLICT
-            # (id) DO UPDATE, where bulk_update would send a CASE per column per row.
-            TradingAccount.objects.bulk_create(
-                accounts.values(), batch_size=batch_size, update_conflicts=True,
-                unique_fields=["id"], update_fields=ACCOUNT_FIELDS,
-            )
-        if specs:
-            _instruments_upsert(specs)
-        if changes:
-            _sync_status_alerts(changes)
+        _writes_flush(writes, accounts, batch_size)
 
     metrics.position_sync_total.labels(result="ok").inc(len(outcome.synced))
     metrics.position_sync_total.labels(result="failed").inc(len(outcome.failed))

@@ -107,114 +107,147 @@ class ReconcileOutcome:
     accounts: list[int] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Book:
+    """Everything one reconcile batch reads, grouped per account (five queries), and what
+    it will write."""
+
+    trades: dict[int, list[ExpectedTrade]]
+    held: dict[int, list[Position]]
+    closed: dict[int, list[Position]]
+    open_rows: dict[int, list[OpenDivergence]]
+    server_of: dict[int, str]
+    points: dict[tuple[str, str], Decimal]
+    logs: list[ReconciliationLog] = field(default_factory=list)
+    new_rows: list[OpenDivergence] = field(default_factory=list)
+    gone_rows: list[int] = field(default_factory=list)
+    changed_trades: list[ExpectedTrade] = field(default_factory=list)
+
+
+def _book_read(account_ids: list[int]) -> _Book:
+    # Lock the accounts' live trades: a concurrent registration or a second reconcile
+    # of the same account waits instead of interleaving its writes.
+    trades = list(ExpectedTrade.objects.select_for_update()
+                  .filter(account_id__in=account_ids, status__in=LIVE))
+    held = list(Position.objects.filter(account_id__in=account_ids,
+                                        status=Position.Status.OPEN))
+    tickets = [t.ticket for t in trades if t.ticket]
+    closed = list(Position.objects.filter(account_id__in=account_ids, ticket__in=tickets,
+                                          status=Position.Status.CLOSED))
+    open_rows = list(OpenDivergence.objects.filter(account_id__in=account_ids))
+    server_of = dict(TradingAccount.objects.filter(pk__in=account_ids)
+                     .values_list("pk", "server"))
+    points = {
+        (server, symbol): point for server, symbol, point in Instrument.objects.filter(
+            server__in=set(server_of.values())).values_list("server", "symbol", "point")
+    }
+    return _Book(trades=_group(trades), held=_group(held), closed=_group(closed),
+                 open_rows=_group(open_rows), server_of=server_of, points=points)
+
+
+def _trades_follow(book: _Book, result: matching.Result, mine: list[ExpectedTrade],
+                   held: list[Position]) -> None:
+    """Expected trades take the state the matching found: open (with the position's
+    ticket, fill price and volume) or closed (with when and why)."""
+    by_id = {t.pk: t for t in mine}
+    held_by_ticket = {p.ticket: p for p in held}
+    for trade_id, ticket in result.matches.items():
+        trade = by_id[trade_id]
+        position = held_by_ticket[ticket]
+        if trade.status != ExpectedTrade.Status.OPEN or trade.ticket != ticket:
+            trade.status = ExpectedTrade.Status.OPEN
+            trade.ticket = ticket
+            trade.opened_at = trade.opened_at or position.opened_at
+            trade.fill_price = position.price_open
+            trade.filled_volume = position.volume
+            book.changed_trades.append(trade)
+    for trade_id, record in result.closed.items():
+        trade = by_id[trade_id]
+        trade.status = ExpectedTrade.Status.CLOSED
+        trade.closed_at = record.closed_at
+        trade.close_reason = record.reason
+        book.changed_trades.append(trade)
+
+
+def _divergences_follow(book: _Book, outcome: ReconcileOutcome, account_id: int,
+                        result: matching.Result, now: datetime) -> None:
+    """Open divergences that are new, resolve those gone, log events: each once."""
+    current = {d.key: d for d in result.divergences if not d.is_event}
+    open_here = {r.key: r for r in book.open_rows.get(account_id, [])}
+    for key, d in current.items():
+        if key not in open_here:
+            book.new_rows.append(OpenDivergence(
+                account_id=account_id, key=key, kind=d.kind, expected_trade_id=d.expected_id,
+                ticket=d.ticket, figures=d.figures, opened_at=now))
+            book.logs.append(_log(account_id, d.kind, d.key, d.expected_id, d.ticket,
+                                  d.figures, ReconciliationLog.Event.OPENED, now))
+            outcome.opened += 1
+    for key, row in open_here.items():
+        if key not in current:
+            book.gone_rows.append(row.pk)
+            book.logs.append(_log(account_id, row.kind, key, row.expected_trade_id,
+                                  row.ticket, row.figures, ReconciliationLog.Event.RESOLVED,
+                                  now))
+            outcome.resolved += 1
+    for d in result.divergences:
+        if d.is_event:
+            book.logs.append(_log(account_id, d.kind, d.key, d.expected_id, d.ticket,
+                                  d.figures, ReconciliationLog.Event.OCCURRED, now))
+            outcome.occurred += 1
+
+
+def _account_reconcile(book: _Book, outcome: ReconcileOutcome, account_id: int,
+                       now: datetime) -> None:
+    undecided = {p.ticket for p in book.closed.get(account_id, [])
+                 if p.close_reason == Position.CloseReason.UNKNOWN}
+    # A position gone without its closing deal yet: decide next cycle, not now.
+    mine = [t for t in book.trades.get(account_id, []) if t.ticket not in undecided]
+    held = book.held.get(account_id, [])
+    server = book.server_of.get(account_id)
+    result = matching.reconcile(
+        expected=[_expected(t) for t in mine],
+        held=[_held(p) for p in held],
+        closed=[_closed(p) for p in book.closed.get(account_id, [])
+                if p.ticket not in undecided],
+        now=now,
+        tolerances=tolerances({sym: pt for (srv, sym), pt in book.points.items()
+                               if srv == server}),
+    )
+    _trades_follow(book, result, mine, held)
+    _divergences_follow(book, outcome, account_id, result, now)
+
+
+def _book_write(book: _Book) -> None:
+    if book.changed_trades:
+        ExpectedTrade.objects.bulk_update(
+            book.changed_trades, ["status", "ticket", "opened_at", "fill_price",
+                                  "filled_volume", "closed_at", "close_reason", "updated_at"])
+    if book.gone_rows:
+        OpenDivergence.objects.filter(pk__in=book.gone_rows).delete()
+    if book.new_rows:
+        OpenDivergence.objects.bulk_create(book.new_rows)
+    if book.logs:
+        ReconciliationLog.objects.bulk_create(book.logs)
+        _alert_members(book.logs)
+
+
 def accounts_reconcile(*, account_ids: list[int], now: datetime | None = None
                        ) -> ReconcileOutcome:
-    """Reconcile accounts that were *just synced successfully*. See the module docstring."""
+    """Reconcile accounts that were *just synced successfully*. See the module docstring.
+    A constant number of queries per batch (10 or 100 accounts alike), plus one per
+    member alerted."""
     outcome = ReconcileOutcome(accounts=list(account_ids))
     if not account_ids:
         return outcome
     started = time.perf_counter()
     now = now or timezone.now()
     with transaction.atomic():
-        # Lock the accounts' live trades: a concurrent registration or a second reconcile
-        # of the same account waits instead of interleaving its writes.
-        trades = list(ExpectedTrade.objects.select_for_update()
-                      .filter(account_id__in=account_ids, status__in=LIVE))
-        held = list(Position.objects.filter(account_id__in=account_ids,
-                                            status=Position.Status.OPEN))
-        tickets = [t.ticket for t in trades if t.ticket]
-        closed = list(Position.objects.filter(account_id__in=account_ids, ticket__in=tickets,
-                                              status=Position.Status.CLOSED))
-        open_rows = list(OpenDivergence.objects.filter(account_id__in=account_ids))
-        servers = TradingAccount.objects.filter(pk__in=account_ids).values_list("pk", "server")
-        server_of = dict(servers)
-        points = {
-            (server, symbol): point for server, symbol, point in Instrument.objects.filter(
-                server__in=set(server_of.values())).values_list("server", "symbol", "point")
-        }
-
-        trades_of = _group(trades)
-        held_of = _group(held)
-        closed_of = _group(closed)
-        open_rows_of = _group(open_rows)
-
-        logs: list[ReconciliationLog] = []
-        new_rows: list[OpenDivergence] = []
-        gone_rows: list[int] = []
-        changed_trades: list[ExpectedTrade] = []
+        book = _book_read(account_ids)
         for account_id in account_ids:
-            mine = trades_of.get(account_id, [])
-            undecided = {p.ticket for p in closed_of.get(account_id, [])
-                         if p.close_reason == Position.CloseReason.UNKNOWN}
-            # A position gone without its closing deal yet: decide next cycle, not now.
-            mine = [t for t in mine if t.ticket not in undecided]
-            result = matching.reconcile(
-                expected=[_expected(t) for t in mine],
-                held=[_held(p) for p in held_of.get(account_id, [])],
-                closed=[_closed(p) for p in closed_of.get(account_id, [])
-                        if p.ticket not in undecided],
-                now=now,
-                tolerances=tolerances({sym: pt for (srv, sym), pt in points.items()
-                                       if srv == server_of.get(account_id)}),
-            )
-            by_id = {t.pk: t for t in mine}
-            held_by_ticket = {p.ticket: p for p in held_of.get(account_id, [])}
-            for trade_id, ticket in result.matches.items():
-                trade = by_id[trade_id]
-                position = held_by_ticket[ticket]
-                if trade.status != ExpectedTrade.Status.OPEN or trade.ticket != ticket:
-                    trade.status = ExpectedTrade.Status.OPEN
-                    trade.ticket = ticket
-                    trade.opened_at = trade.opened_at or position.opened_at
-                    trade.fill_price = position.price_open
-                    trade.filled_volume = position.volume
-                    changed_trades.append(trade)
-            for trade_id, record in result.closed.items():
-                trade = by_id[trade_id]
-                trade.status = ExpectedTrade.Status.CLOSED
-                trade.closed_at = record.closed_at
-                trade.close_reason = record.reason
-                changed_trades.append(trade)
+            _account_reconcile(book, outcome, account_id, now)
+        _book_write(book)
 
-            current = {d.key: d for d in result.divergences if not d.is_event}
-            open_here = {r.key: r for r in open_rows_of.get(account_id, [])}
-            for key, divergence in current.items():
-                if key not in open_here:
-                    new_rows.append(OpenDivergence(
-                        account_id=account_id, key=key, kind=divergence.kind,
-                        expected_trade_id=divergence.expected_id, ticket=divergence.ticket,
-                        figures=divergence.figures, opened_at=now))
-                    logs.append(_log(account_id, divergence.kind, divergence.key,
-                                     divergence.expected_id, divergence.ticket,
-                                     divergence.figures, ReconciliationLog.Event.OPENED, now))
-                    outcome.opened += 1
-            for key, row in open_here.items():
-                if key not in current:
-                    gone_rows.append(row.pk)
-                    logs.append(_log(account_id, row.kind, key, row.expected_trade_id,
-                                     row.ticket, row.figures,
-                                     ReconciliationLog.Event.RESOLVED, now))
-                    outcome.resolved += 1
-            for divergence in result.divergences:
-                if divergence.is_event:
-                    logs.append(_log(account_id, divergence.kind, divergence.key,
-                                     divergence.expected_id, divergence.ticket,
-                                     divergence.figures, ReconciliationLog.Event.OCCURRED, now))
-                    outcome.occurred += 1
-
-        if changed_trades:
-            ExpectedTrade.objects.bulk_update(
-                changed_trades, ["status", "ticket", "opened_at", "fill_price",
-                                 "filled_volume", "closed_at", "close_reason", "updated_at"])
-        if gone_rows:
-            OpenDivergence.objects.filter(pk__in=gone_rows).delete()
-        if new_rows:
-            OpenDivergence.objects.bulk_create(new_rows)
-        if logs:
-            ReconciliationLog.objects.bulk_create(logs)
-            _alert_members(logs)
-
-    for log in logs:
+    for log in book.logs:
         if log.event != ReconciliationLog.Event.RESOLVED:
             metrics.divergences_total.labels(reason=log.kind).inc()
     metrics.latency.observe(time.perf_counter() - started)
