@@ -58,6 +58,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from brokers.errors import (
@@ -88,10 +89,11 @@ CURRENCIES = frozenset({"AUD", "CAD", "CHF", "CNH", "EUR", "GBP", "HKD", "JPY", 
                         "SEK", "SGD", "USD"})
 ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue", "SettledCash", "MaintMarginReq",
                 "AvailableFunds", "UnrealizedPnL")
-PACING_ERRORS = frozenset({100, 162, 420, 322})
+PACING_ERRORS = frozenset({100, 162, 420, 322})  # 162: when it says "pacing"
 UNAVAILABLE_ERRORS = frozenset({326, 502, 504, 1100, 1300, 2110})
 REJECTED_ERRORS = frozenset({201, 203})
 NO_SECURITY_DEFINITION = 200
+HISTORICAL_DATA_ERROR = 162  # a pacing violation, or "HMDS query returned no data"
 RETCODE_DONE = 0  # our own: the order filled (IB reports statuses, not retcodes)
 DONE_STATES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 WORKING_STATES = frozenset({"PendingSubmit", "ApiPending", "PreSubmitted", "Submitted"})
@@ -104,7 +106,7 @@ def error_for(code: int, message: str, what: str) -> BrokerError:
     detail = {"call": what, "ib_error": code}
     if code == NO_SECURITY_DEFINITION:
         return BrokerUnknownSymbol(f"{what}: {message}", detail=detail)
-    if code in PACING_ERRORS:
+    if code in PACING_ERRORS and (code != HISTORICAL_DATA_ERROR or "pacing" in message.lower()):
         return BrokerTimeout(f"{what}: pacing ({code}): {message}", detail=detail)
     return BrokerUnavailable(f"{what} failed ({code}): {message}", detail=detail)
 
@@ -794,9 +796,28 @@ class IbkrGateway:
                                 detail={"call": "whatIfOrder", "symbol": symbol})
 
     def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]:
-        """Not offered yet (IB answers it with reqHistoricalData): BrokerUnavailable."""
-        raise BrokerUnavailable("recent_bars is not offered by the ibkr adapter yet",
-                                detail={"call": "reqHistoricalData", "symbol": symbol})
+        """The last ``count`` one-hour bars, oldest first, the last one in progress (TWS
+        API: reqHistoricalData, "1 hour", MIDPOINT for a pair and TRADES for a stock,
+        epoch dates). No data (error 162) is BrokerUnavailable, pacing BrokerTimeout."""
+        async def read(ib: Any) -> list[Any]:
+            details = await self._qualified(ib, symbol)
+            show = "MIDPOINT" if details.contract.secType == "CASH" else "TRADES"
+            return await ib.reqHistoricalDataAsync(
+                details.contract, "", f"{max(count, 1) * 3600} S", "1 hour", show, False,
+                formatDate=2, timeout=0)
+
+        rows = self._call("reqHistoricalData", read)
+        bars = []
+        for row in list(rows)[-count:]:
+            if not isinstance(row.date, datetime) or row.date.tzinfo is None:
+                raise _bad("date", row.date, "is not an aware time")
+            bars.append(Bar(time=row.date.astimezone(UTC),
+                            open=_decimal(row.open, "open", positive=True),
+                            close=_decimal(row.close, "close", positive=True)))
+        if any(b.time >= c.time for b, c in pairwise(bars)):
+            raise BrokerBadReply("reqHistoricalData answered bars out of order",
+                                 detail={"field": "date"})
+        return bars
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -62,6 +62,7 @@ class In:
     CONTRACT_DATA = 10
     EXECUTION_DATA = 11
     MANAGED_ACCTS = 15
+    HISTORICAL_DATA = 17
     CURRENT_TIME = 49
     CONTRACT_DATA_END = 52
     OPEN_ORDER_END = 53
@@ -92,6 +93,7 @@ class Out:
     REQ_AUTO_OPEN_ORDERS = 15
     REQ_ALL_OPEN_ORDERS = 16
     REQ_MANAGED_ACCTS = 17
+    REQ_HISTORICAL_DATA = 20
     REQ_CURRENT_TIME = 49
     REQ_MARKET_DATA_TYPE = 59
     REQ_POSITIONS = 61
@@ -108,6 +110,7 @@ ERR_NO_SECURITY_DEFINITION = 200
 ERR_ORDER_REJECTED = 201
 ERR_ORDER_CANCELLED = 202
 ERR_MAX_RATE = 100
+ERR_HISTORICAL_DATA = 162
 ERR_VALIDATION = 321
 ERR_MAX_ACCOUNT_SUMMARY = 322
 ERR_CLIENT_ID_IN_USE = 326
@@ -125,6 +128,7 @@ REQUESTS: dict[int, tuple[str, int | None]] = {
     Out.REQ_EXECUTIONS: ("reqExecutions", 2),
     Out.REQ_CONTRACT_DATA: ("reqContractDetails", 2),
     Out.REQ_CURRENT_TIME: ("reqCurrentTime", None),
+    Out.REQ_HISTORICAL_DATA: ("reqHistoricalData", 1),
     Out.REQ_POSITIONS: ("reqPositions", None),
     Out.REQ_ACCOUNT_SUMMARY: ("reqAccountSummary", 2),
     Out.REQ_COMPLETED_ORDERS: ("reqCompletedOrders", None),
@@ -164,9 +168,22 @@ INSTRUMENTS = (
 )
 
 
-def _load_closes(path: Path, time_column: str) -> list[tuple[str, Decimal]]:
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One bar of a price file: its opening time (aware UTC) and prices."""
+
+    time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+def _load_rows(path: Path, time_column: str) -> list[Row]:
     with open(path, newline="") as handle:
-        return [(row[time_column], Decimal(row["close"])) for row in csv.DictReader(handle)]
+        return [Row(datetime.fromisoformat(row[time_column]).replace(tzinfo=UTC),
+                    Decimal(row["open"]), Decimal(row["high"]), Decimal(row["low"]),
+                    Decimal(row["close"])) for row in csv.DictReader(handle)]
 
 
 class PriceBook:
@@ -177,13 +194,22 @@ class PriceBook:
     """
 
     def __init__(self, eurusd: Path = EURUSD_CSV, goog: Path = GOOG_CSV, start: int = 0):
-        self.rows = {12087792: _load_closes(eurusd, "time"),
-                     208813720: _load_closes(goog, "date")}
+        self.rows = {12087792: _load_rows(eurusd, "time"),
+                     208813720: _load_rows(goog, "date")}
+        # the bar size of each file, as reqHistoricalData names it
+        self.bar_sizes = {12087792: "1 hour", 208813720: "1 day"}
         self.step = start
 
     def last(self, instrument: Instrument) -> Decimal:
         rows = self.rows[instrument.con_id]
-        return rows[self.step % len(rows)][1]
+        return rows[self.step % len(rows)].close
+
+    def history(self, instrument: Instrument, count: int) -> list[Row]:
+        """The last ``count`` rows up to the current one (in progress), oldest first;
+        the replay does not wrap here: never more rows than have been replayed."""
+        rows = self.rows[instrument.con_id]
+        end = self.step % len(rows) + 1
+        return rows[max(0, end - count):end]
 
     def bid_ask(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
         last = self.last(instrument)
@@ -349,6 +375,7 @@ class IbGatewaySim:
             Out.PLACE_ORDER: self._place_order,
             Out.CANCEL_ORDER: self._cancel_order,
             Out.REQ_CURRENT_TIME: self._req_current_time,
+            Out.REQ_HISTORICAL_DATA: self._req_historical_data,
             Out.REQ_IDS: self._req_ids,
             Out.REQ_MANAGED_ACCTS: self._managed_accounts,
             Out.REQ_MARKET_DATA_TYPE: lambda conn, fields: None,
@@ -668,6 +695,40 @@ class IbGatewaySim:
                 ("tickType", tick_type), ("price", price), ("size", 100), ("attrMask", 0)])
         if fields[17] == "1":
             conn.send([In.TICK_SNAPSHOT_END, 1, req_id])
+
+    def _req_historical_data(self, conn: Connection, fields: list[str]) -> None:
+        """reqHistoricalData (20, reqId, contract…, includeExpired, endDateTime,
+        barSizeSetting, durationStr, useRTH, whatToShow, formatDate, keepUpToDate,
+        chartOptions): historicalData (17: reqId, start, end, count, then date, open, high,
+        low, close, volume, wap, barCount per bar; TWS API: EDecoder.processHistoricalDataMsg
+        before 196) with the file's bars up to the current one, in progress. EUR.USD has
+        "1 hour" bars, GOOG "1 day" bars; any other size: error 162, no data."""
+        req_id = int(fields[1])
+        i = self._contract_from(fields, 2)
+        if i is None:
+            self.error(conn, req_id, ERR_NO_SECURITY_DEFINITION,
+                       "No security definition has been found for the request")
+            return
+        bar_size, duration, format_date = fields[16], fields[17], fields[20]
+        count = _bars_in(duration, bar_size)
+        if bar_size != self.prices.bar_sizes[i.con_id] or count is None:
+            self.error(conn, req_id, ERR_HISTORICAL_DATA, "Historical Market Data Service "
+                       f"error message:HMDS query returned no data: {i.local_symbol}@"
+                       f"{i.exchange} {fields[19]}")
+            return
+        rows = self.prices.history(i, count)
+        daily = bar_size == "1 day"
+
+        def stamp(when: datetime) -> str:
+            if format_date == "2":
+                return str(int(when.timestamp()))
+            return when.strftime("%Y%m%d" if daily else "%Y%m%d  %H:%M:%S")
+
+        message: list[Any] = [In.HISTORICAL_DATA, req_id, stamp(rows[0].time),
+                              stamp(datetime.now(tz=UTC)), len(rows)]
+        for row in rows:
+            message += [stamp(row.time), row.open, row.high, row.low, row.close, -1, -1, -1]
+        conn.send(message)
 
     # --- orders ---
     def _next_perm_id(self) -> int:
@@ -990,6 +1051,19 @@ class IbGatewaySim:
 def _symbol(i: Instrument) -> str:
     """The gateway's symbol: EURUSD for a CASH pair, the ticker for a stock."""
     return i.symbol + i.currency if i.sec_type == "CASH" else i.symbol
+
+
+def _bars_in(duration: str, bar_size: str) -> int | None:
+    """How many bars of ``bar_size`` ("1 hour", "1 day") a durationStr ("7200 S",
+    "2 D", "1 W") spans, at most 1000; None for a duration the stand-in does not read."""
+    units = {"S": 1, "D": 86_400, "W": 604_800}
+    sizes = {"1 hour": 3_600, "1 day": 86_400}
+    parts = duration.split()
+    if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in units or \
+            bar_size not in sizes:
+        return None
+    seconds = int(parts[0]) * units[parts[1]]
+    return min(1000, max(1, -(-seconds // sizes[bar_size])))
 
 
 def _parse_filter_time(text: str) -> datetime | None:

@@ -422,3 +422,20 @@ def test_the_handshake_answers_version_then_start_api(ib_gateway):
     sock.sendall(struct.pack(">I", len(payload)) + payload)
     errors = [m[3] for m in _until_closed(sock) if m[0] == "4"]
     assert errors[-1] == "505"
+
+
+def test_historical_bars_decode(gateway):
+    conn = FakeConnection()
+    pair = Contract()
+    pair.symbol, pair.secType, pair.currency, pair.exchange = "EUR", "CASH", "USD", "IDEALPRO"
+    gateway.prices.step = 2
+    calls = ask(gateway, conn, lambda c: c.reqHistoricalData(
+        6, pair, "", "7200 S", "1 hour", "MIDPOINT", 0, 2, False, []))
+    bars = [args[1] for name, args in calls if name == "historicalData"]
+    # EURUSD_H1.csv rows 1 and 2: 2017-04-19 10:00 (close 1.0726) and 11:00 UTC
+    assert [(b.date, b.close) for b in bars] == [("1492596000", 1.0726),
+                                                  ("1492599600", bars[1].close)]
+    assert names(calls)[-1] == "historicalDataEnd"
+    calls = ask(gateway, conn, lambda c: c.reqHistoricalData(
+        7, goog(), "", "7200 S", "1 hour", "TRADES", 0, 2, False, []))
+    assert [(n, a[0], a[2]) for n, a in calls] == [("error", 7, 162)]

@@ -216,12 +216,21 @@ def test_deal_tickets_are_stable_positive_and_distinct():
 
 
 # --- IB error codes -------------------------------------------------------------------------
-@pytest.mark.parametrize(("code", "error"), [
-    (200, BrokerUnknownSymbol),
-    (100, BrokerTimeout), (162, BrokerTimeout), (420, BrokerTimeout), (322, BrokerTimeout),
+PACING_162 = "Historical Market Data Service error message:API historical data query " \
+    "cancelled: pacing violation"
+NO_DATA_162 = "Historical Market Data Service error message:HMDS query returned no data"
+
+
+@pytest.mark.parametrize(("code", "message", "error"), [
+    (200, "No security definition has been found for the request", BrokerUnknownSymbol),
+    (100, "Max rate of messages per second has been exceeded", BrokerTimeout),
+    (162, PACING_162, BrokerTimeout),
+    (162, NO_DATA_162, BrokerUnavailable),
+    (420, "Invalid Real-time Query: pacing violation", BrokerTimeout),
+    (322, "Maximum number of account summary requests exceeded", BrokerTimeout),
 ])
-def test_ib_error_codes_map_to_gateway_errors(code, error):
-    assert type(error_for(code, "x", "call")) is error
+def test_ib_error_codes_map_to_gateway_errors(code, message, error):
+    assert type(error_for(code, message, "call")) is error
 
 
 @pytest.mark.parametrize("code", [326, 502, 504, 1100, 1300, 2110])
@@ -359,3 +368,19 @@ def test_open_position_places_a_tagged_market_order(ib_gateway):
     assert result.done and result.ticket == GOOG and result.volume == Decimal(4)
     (execution,) = ib_gateway.admin("state")["executions"]
     assert (execution["order_ref"], execution["side"]) == ("bot:7", "BOT")
+
+
+def test_recent_bars_are_the_last_hours_oldest_first(ib_gateway):
+    ib_gateway.admin("advance", bars=3)
+    bars = gateway_for(ib_gateway).recent_bars("EURUSD", 2)
+    # EURUSD_H1.csv rows 2 and 3 (the one in progress): 2017-04-19 11:00 and 12:00 UTC
+    assert [b.time for b in bars] == [datetime(2017, 4, 19, 11, tzinfo=UTC),
+                                      datetime(2017, 4, 19, 12, tzinfo=UTC)]
+    assert all(b.open > 0 and b.close > 0 for b in bars)
+
+
+def test_no_hourly_data_is_unknown_not_a_timeout(ib_gateway):
+    with pytest.raises(BrokerUnavailable) as info:
+        gateway_for(ib_gateway).recent_bars("GOOG", 2)  # the stand-in has daily GOOG only
+    assert not isinstance(info.value, BrokerTimeout)
+    assert info.value.detail["ib_error"] == 162
