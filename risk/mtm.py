@@ -1,6 +1,9 @@
 """Mark-to-market: estimate accounts' equity from their stored positions and live quotes.
 
 Pure Decimal arithmetic, no database, no Django (issue 11 §2, the mark-to-market trigger).
+It lives in ``risk`` because it needs both layers below: ``positions.pnl`` (profit,
+drawdown) and ``guards.levels`` (the levels); ``positions`` may not import ``guards``
+(tests/test_architecture.py).
 The caller loads every input in a few set-based queries (accounts, their open positions,
 the held symbols' specs) and the latest quotes; :func:`equity_estimates` then values every
 position in one pass over the rows, grouped by account. **An estimate never closes

@@ -1,4 +1,4 @@
-"""The mark-to-market estimate (positions.mtm): pure Decimal, no database.
+"""The mark-to-market estimate (risk.mtm): pure Decimal, no database.
 
 Every expected figure is computed by hand below with MetaTrader 5's profit formula for the
 "Forex" and "CFD" calculation modes (MetaTrader 5 Help, "Margin and profit calculation";
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from brokers.gateway import Quote, Side
 from guards.levels import DrawdownThresholds
-from positions.mtm import (
+from risk.mtm import (
     AccountFigures,
     Estimate,
     HeldPosition,
@@ -255,6 +255,6 @@ def test_estimate_error_percent_of_a_non_positive_read_is_none():
 
 def test_the_estimate_needs_no_django():
     # pure: importing it loads neither Django nor the ORM
-    code = ("import sys, positions.mtm; "
+    code = ("import sys, risk.mtm; "
             "sys.exit(1 if any(m.startswith('django') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
