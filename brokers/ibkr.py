@@ -34,6 +34,8 @@ Mapping (TWS API names):
   is the realized P&L (IB's figure is net of both legs' commissions, so ``net_profit``
   equals it); an opening execution carries no realized P&L (UNSET). ``ticket`` is a stable
   63-bit number derived from the ``execId``.
+- margin_required: a what-if market order (``OrderState.initMarginChange``); recent_bars:
+  one-hour bars from reqHistoricalData.
 - close: a market order of the opposite side for the position's quantity, ``orderRef`` =
   the close tag. Before sending, open orders are looked up by ``orderRef``: while one is
   working, nothing is sent again (the answer is ambiguous), so a retried ``CloseRequest``
@@ -791,9 +793,21 @@ class IbkrGateway:
 
     def margin_required(self, symbol: str, side: Side, volume: Decimal,
                         price: Decimal) -> Decimal:
-        """Not offered yet (IB answers it with a what-if order): BrokerUnavailable."""
-        raise BrokerUnavailable("margin_required is not offered by the ibkr adapter yet",
-                                detail={"call": "whatIfOrder", "symbol": symbol})
+        """The initial margin a market order of ``volume`` would add, in the account
+        currency (TWS API: placeOrder with whatIf, OrderState.initMarginChange); 0 when
+        it would reduce the margin (it closes part of a position). IB prices the preview
+        at the market: ``price`` is not used."""
+        from ib_async import MarketOrder
+
+        async def read(ib: Any) -> Any:
+            details = await self._qualified(ib, symbol)
+            order = MarketOrder("BUY" if side is Side.BUY else "SELL", float(volume),
+                                account=self.account_id)
+            return await ib.whatIfOrderAsync(details.contract, order)
+
+        state = self._call("whatIfOrder", read)
+        change = _decimal(state.initMarginChange, "initMarginChange")
+        return max(change, Decimal(0)).quantize(Decimal("0.01"))
 
     def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]:
         """The last ``count`` one-hour bars, oldest first, the last one in progress (TWS

@@ -117,6 +117,10 @@ ERR_CLIENT_ID_IN_USE = 326
 ERR_UNKNOWN_MESSAGE = 505
 ERR_CONNECTIVITY_LOST = 1100
 MAX_ACCOUNT_SUMMARIES = 2
+# placeOrder of a plain order (no combo legs, algo, conditions…) at server version 178, as
+# ibapi 10.50 and ib_async 2.0.1 both encode it: 114 fields, whatIf at index 84
+PLAIN_ORDER_FIELDS = 114
+WHAT_IF_INDEX = 84
 
 # the request whose answer a fault replaces, by message id; reqId's field index or None
 REQUESTS: dict[int, tuple[str, int | None]] = {
@@ -274,6 +278,9 @@ class OrderRecord:
     status: str = "PreSubmitted"
     filled: Decimal = Decimal(0)
     avg_price: Decimal = Decimal(0)
+    # a what-if order's preview: the nine margin figures (initMarginBefore …
+    # equityWithLoanAfter) and the commission; None for a real order
+    preview: tuple[list[Decimal], Decimal] | None = None
 
 
 @dataclass(slots=True)
@@ -751,18 +758,45 @@ class IbGatewaySim:
             return
         action, quantity, order_type = fields[16], Decimal(fields[17] or "0"), fields[18]
         account, order_ref = fields[23], fields[26]
-        refusal = self._order_refusal(account, i, action, quantity, order_type)
+        what_if = len(fields) == PLAIN_ORDER_FIELDS and fields[WHAT_IF_INDEX] == "1"
+        refusal = "The stand-in accepts plain market orders only" \
+            if len(fields) != PLAIN_ORDER_FIELDS else \
+            self._order_refusal(account, i, action, quantity, order_type,
+                                check_margin=not what_if)
         if refusal:
             self.error(conn, order_id, ERR_ORDER_REJECTED, f"Order rejected - reason:{refusal}")
             return
         self.used_order_ids[client_id] = max(self.used_order_ids.get(client_id, 0), order_id)
         order = OrderRecord(order_id, client_id, self._next_perm_id(), account, i, action,
                             quantity, order_ref)
+        if what_if:
+            # a preview: the margin figures in openOrder, nothing executed or kept
+            order.preview = self._preview(self.accounts[account], order)
+            conn.send(open_order_fields(order))
+            return
         self.orders[(client_id, order_id)] = order
         self.submit(order)
 
+    def _preview(self, account: Account, order: OrderRecord) -> tuple[list[Decimal], Decimal]:
+        """A what-if order's margins in the base currency: initial and maintenance margin
+        (equal here) and equity with loan, before, change and after; and its commission."""
+        i = order.instrument
+        values = self.values(account)
+        held = account.holdings.get(i.con_id)
+        now = held.quantity if held else Decimal(0)
+        after = now + (order.quantity if order.action == "BUY" else -order.quantity)
+        per_unit = self.prices.mark(i) * i.factor * self.rate(i.currency, account.currency) \
+            * i.margin_rate
+        change = ((abs(after) - abs(now)) * per_unit).quantize(CENT, ROUND_HALF_UP)
+        bid, ask = self.prices.bid_ask(i)
+        fee = self._commission(i, order.quantity, ask if order.action == "BUY" else bid)
+        equity = values["EquityWithLoanValue"]
+        margin = values["InitMarginReq"]
+        return ([margin, margin, equity, change, change, -fee, margin + change,
+                 margin + change, equity - fee], fee)
+
     def _order_refusal(self, account: str, i: Instrument, action: str, quantity: Decimal,
-                       order_type: str) -> str:
+                       order_type: str, *, check_margin: bool = True) -> str:
         if account not in self.accounts:
             return f"The account code {account or '(none)'} is not managed by this gateway"
         if action not in ("BUY", "SELL"):
@@ -776,6 +810,8 @@ class IbGatewaySim:
             fault.count -= 1
             self.faults = [f for f in self.faults if f.count > 0]
             return fault.message or "Rejected by a risk check"
+        if not check_margin:
+            return ""
         return self._margin_refusal(self.accounts[account], i, action, quantity)
 
     def _margin_refusal(self, account: Account, i: Instrument, action: str,
@@ -1123,7 +1159,7 @@ def open_order_fields(o: OrderRecord) -> list[Any]:
             "", 0, 0, 0,  # comboLegsDescrip, legs, orderLegs, smartComboRoutingParams
             "", "", unset, "",  # scaleInit/Subs level size, scalePriceIncrement, hedgeType
             0, "", "", 0, 0, "",  # optOutSmartRouting, clearing acct/intent, notHeld, dnc, algo
-            0, 0, o.status, *([""] * 9), unset, unset, unset, "", "",  # whatIf & state
+            *_order_state(o),  # solicited, whatIf, status, margins, commission, warning
             0, 0,  # randomizeSize, randomizePrice
             0,  # conditions
             "", unset, unset, unset, unset, unset, unset, 0,  # adjusted order params
@@ -1131,6 +1167,17 @@ def open_order_fields(o: OrderRecord) -> list[Any]:
             unset_int, "", 0,  # duration, postToAts, autoCancelParent
             unset_int, unset_int, unset, unset, unset]  # minTradeQty … midOffsetAtHalf
     return head + fa_to_vol + tail
+
+
+def _order_state(o: OrderRecord) -> list[Any]:
+    """solicited, whatIf, then OrderState: status, the nine margin figures, commission,
+    min and max commission, commission currency, warning text."""
+    unset = UNSET_DOUBLE_TEXT
+    if o.preview is None:
+        return [0, 0, o.status, *([""] * 9), unset, unset, unset, "", ""]
+    margins, fee = o.preview
+    currency = o.instrument.currency
+    return [0, 1, "PreSubmitted", *margins, fee, unset, unset, currency, ""]
 
 
 def parse_account(text: str) -> Account:

@@ -439,3 +439,19 @@ def test_historical_bars_decode(gateway):
     calls = ask(gateway, conn, lambda c: c.reqHistoricalData(
         7, goog(), "", "7200 S", "1 hour", "TRADES", 0, 2, False, []))
     assert [(n, a[0], a[2]) for n, a in calls] == [("error", 7, 162)]
+
+
+def test_a_what_if_order_previews_margin_and_executes_nothing(gateway):
+    conn = FakeConnection()
+    gateway.clients[9] = conn
+    order = market("BUY", 10, USD_ACCOUNT, "")
+    order.whatIf = True
+    calls = ask(gateway, conn, lambda c: c.placeOrder(11, goog(), order))
+    assert names(calls) == ["openOrder"]
+    _, _, decoded, state = calls[0][1]
+    assert decoded.whatIf is True
+    # 10 GOOG marked at 100.34, 25 % margin: 250.85 USD more
+    assert (state.initMarginBefore, state.initMarginChange, state.initMarginAfter) == (
+        "0", "250.85", "250.85")
+    assert state.commissionAndFees == 1.0
+    assert gateway.executions == [] and gateway.orders == {}

@@ -384,3 +384,16 @@ def test_no_hourly_data_is_unknown_not_a_timeout(ib_gateway):
         gateway_for(ib_gateway).recent_bars("GOOG", 2)  # the stand-in has daily GOOG only
     assert not isinstance(info.value, BrokerTimeout)
     assert info.value.detail["ib_error"] == 162
+
+
+def test_margin_required_is_ibs_what_if_initial_margin_change(ib_gateway):
+    gateway = gateway_for(ib_gateway)
+    # 10 GOOG at the mid 100.34, 25 %: 250.85; 20,000 EUR.USD at 1.072215, 3 %: 643.33
+    assert gateway.margin_required("GOOG", Side.BUY, Decimal(10), Decimal(0)) == \
+        Decimal("250.85")
+    assert gateway.margin_required("EURUSD", Side.SELL, Decimal(20000), Decimal(0)) == \
+        Decimal("643.33")
+    ib_gateway.admin("trade", account=USD_ACCOUNT, symbol="GOOG", side="buy", quantity="10")
+    # selling what is held releases margin: nothing is required
+    assert gateway.margin_required("GOOG", Side.SELL, Decimal(4), Decimal(0)) == Decimal(0)
+    assert len(ib_gateway.admin("state")["executions"]) == 1  # previews execute nothing
