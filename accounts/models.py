@@ -42,6 +42,65 @@ class User(AbstractUser):
         return self.role == self.Role.OWNER
 
 
+class Terminal(models.Model):
+    """A broker endpoint accounts are read and traded through: a MetaTrader 5 terminal
+    behind its bridge (``kind`` mt5: ``url``), or an IB Gateway (``kind`` ib_gateway:
+    ``host``, ``port``, ``client_id``). The owner registers them in the admin.
+
+    One MetaTrader 5 terminal is logged into one account at a time, so a terminal serves
+    one call sequence at a time, across every worker on every machine: ``lease_token`` /
+    ``lease_until`` are taken with one conditional UPDATE. The token is never stored: the
+    row names the environment variable that holds it (``token_env``). Health is written by
+    the calls themselves: the last good call, failures in a row, the last latency.
+    """
+
+    class Kind(models.TextChoices):
+        MT5 = "mt5", "MetaTrader 5 terminal (bridge)"
+        IB_GATEWAY = "ib_gateway", "IB Gateway (TWS API)"
+
+    # unique, so indexed: the admin's and the health page's lookup by name
+    name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MT5)
+    url = models.CharField(max_length=200, blank=True,
+                           help_text="MetaTrader 5: the bridge's URL, e.g. http://10.0.0.5:8765")
+    host = models.CharField(max_length=200, blank=True, help_text="IB Gateway: host")
+    port = models.PositiveIntegerField(null=True, blank=True,
+                                       help_text="IB Gateway: API port (4001 live, 4002 paper)")
+    client_id = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="IB Gateway: the API clientId")
+    token_env = models.CharField(
+        max_length=64, blank=True,
+        help_text="Name of the environment variable holding this terminal's token "
+                  "(MetaTrader 5: the bridge's bearer token). Empty: MT5_BRIDGE_TOKEN.")
+    capacity = models.PositiveIntegerField(default=500, help_text="Accounts it may hold")
+    servers = models.JSONField(default=list, blank=True,
+                               help_text="Trade servers it can log into; empty: any")
+    enabled = models.BooleanField(default=True)
+    # health
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="The last call sequence's duration")
+    last_error = models.CharField(max_length=500, blank=True)
+    # one call sequence at a time (a worker on any machine)
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="mt5") | ~Q(url=""), name="terminal_mt5_has_url"),
+            models.CheckConstraint(
+                condition=~Q(kind="ib_gateway") | (~Q(host="") & Q(port__isnull=False)),
+                name="terminal_ib_gateway_has_host_port"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
 class TradingAccount(models.Model):
     class Broker(models.TextChoices):
         MT5 = "mt5", "MetaTrader 5"
@@ -114,6 +173,11 @@ class TradingAccount(models.Model):
         null=True, blank=True, help_text="Terminal time of the last pushed snapshot applied")
     sync_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    # the FK's index: a terminal's accounts (assignment, failover, sync batches per terminal)
+    terminal = models.ForeignKey(
+        Terminal, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts",
+        help_text="The terminal this account is read and traded through; empty: the "
+                  "default (MT5_BRIDGE_URL)")
 
     class Meta:
         constraints = [
