@@ -114,6 +114,7 @@ def main() -> None:
     from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
     from guards import services as guards
     from guards.models import CloseRequest, GuardSettings, LiquidationEpisode
+    from guards.services.closes import FINAL_CLOSE
     from pipeline import services as pipeline
     from pipeline.services import accounts_sync
     from positions.services import sync_dispatch
@@ -212,7 +213,7 @@ def main() -> None:
                         t = time.monotonic()
                         status = guards.close_request_execute(close_request_id=request_id)
                         close_times.append(time.monotonic() - t)
-                        if status in guards.FINAL_CLOSE:
+                        if status in FINAL_CLOSE:
                             break
                     statuses[f"close {status}"] = statuses.get(f"close {status}", 0) + 1
             guard_seconds += time.monotonic() - found
