@@ -42,11 +42,12 @@ Mapping (TWS API names):
   never closes twice.
 
 Threads: ``ib_async`` is asyncio-based; the port is synchronous and called from Celery
-threads. One event loop runs in a daemon thread for the whole process (never stopped:
-CPython 3.11 caches the running loop by thread id, and a new thread that reuses a dead
-one's id would see the dead loop). Each (host, port, clientId) has one ``_Session``: one
-connection on that loop and a lock, so that one call runs at a time on it. Every call has
-a timeout. A clientId may be connected once per gateway: give each process its own.
+threads. One event loop runs in a daemon thread for the whole process (ib_async keeps the
+first loop it sees, ``util.getLoop`` being cached, so there is one loop per process; a
+forked child starts its own and hands it to ib_async). Each (host, port, clientId) has one
+``_Session``: one connection on that loop and a lock, so that one call runs at a time on
+it. Every call has a timeout. A clientId may be connected once per gateway: give each
+process its own.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -312,6 +314,7 @@ class _Session:
     host: str
     port: int
     client_id: int
+    loop: asyncio.AbstractEventLoop
     lock: threading.Lock = field(default_factory=threading.Lock)
     ib: Any = None
     errors: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -322,7 +325,7 @@ class _Session:
         """Run ``factory()`` on the session's loop, one call at a time, within ``timeout``
         seconds. Raises BrokerTimeout when it takes longer."""
         with self.lock:
-            future = asyncio.run_coroutine_threadsafe(_bounded(factory, timeout), _loop())
+            future = asyncio.run_coroutine_threadsafe(_bounded(factory, timeout), self.loop)
             try:
                 return future.result(timeout + 2)
             except TimeoutError:
@@ -353,30 +356,41 @@ class _Session:
 
 
 async def _bounded(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
+    from ib_async import util
+
+    if util.getLoop() is not asyncio.get_running_loop():
+        # ib_async keeps the first loop it saw (util.getLoop is functools.cache'd): after
+        # a fork it is the parent's. Let it take this one.
+        util.getLoop.cache_clear()
+        util.getLoop()
     return await asyncio.wait_for(factory(), timeout)
 
 
 _SESSIONS: dict[tuple[str, int, int], _Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 _LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_PID = 0
 
 
 def _loop() -> asyncio.AbstractEventLoop:
-    """The process's ibkr event loop, started on first use in a daemon thread."""
-    global _LOOP
+    """The process's ibkr event loop, started on first use in a daemon thread (again in a
+    forked child, such as a prefork Celery worker: threads do not survive a fork)."""
+    global _LOOP, _LOOP_PID
     with _SESSIONS_LOCK:
-        if _LOOP is None:
-            _LOOP = asyncio.new_event_loop()
+        if _LOOP is None or _LOOP_PID != os.getpid():
+            _SESSIONS.clear()  # a parent's connections are not this process's
+            _LOOP, _LOOP_PID = asyncio.new_event_loop(), os.getpid()
             threading.Thread(target=_LOOP.run_forever, daemon=True, name="ibkr-loop").start()
         return _LOOP
 
 
 def _session(host: str, port: int, client_id: int) -> _Session:
+    loop = _loop()  # first: after a fork it forgets the parent's sessions
     key = (host, int(port), int(client_id))
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
-        if session is None:
-            session = _SESSIONS[key] = _Session(host, int(port), int(client_id))
+        if session is None or session.loop is not loop:
+            session = _SESSIONS[key] = _Session(host, int(port), int(client_id), loop)
         return session
 
 
@@ -390,9 +404,9 @@ def close_sessions() -> None:
         ib.disconnect()
 
     for session in sessions:
-        if session.ib is not None:
+        if session.ib is not None and session.loop is _LOOP:
             with session.lock:
-                asyncio.run_coroutine_threadsafe(disconnect(session.ib), _loop()).result(5)
+                asyncio.run_coroutine_threadsafe(disconnect(session.ib), session.loop).result(5)
 
 
 class IbkrGateway:
@@ -412,7 +426,12 @@ class IbkrGateway:
         self.client_id = int(client_id)
         self.account_id = account_id
         self.timeout = float(timeout_seconds)
-        self._session = _session(host, self.port, self.client_id)
+
+    @property
+    def _session(self) -> _Session:
+        """This process's session for the gateway and clientId (looked up on each call, so
+        that a gateway object inherited through a fork uses the child's own)."""
+        return _session(self.host, self.port, self.client_id)
 
     def __repr__(self) -> str:
         return (f"IbkrGateway(account_id={self.account_id!r}, "

@@ -397,3 +397,30 @@ def test_margin_required_is_ibs_what_if_initial_margin_change(ib_gateway):
     # selling what is held releases margin: nothing is required
     assert gateway.margin_required("GOOG", Side.SELL, Decimal(4), Decimal(0)) == Decimal(0)
     assert len(ib_gateway.admin("state")["executions"]) == 1  # previews execute nothing
+
+
+def _read_equity_in_child(gateway: IbkrGateway, results) -> None:
+    try:
+        results.put(str(gateway.account_state().equity))
+    except Exception as exc:  # noqa: BLE001 (reported to the parent, which asserts)
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_gateway_inherited_through_a_fork_uses_the_childs_own_loop(ib_gateway):
+    """A prefork Celery worker forks after the parent may have used a gateway: threads do
+    not survive a fork, so the child must start its own loop and connection."""
+    import multiprocessing
+
+    from brokers.ibkr import close_sessions
+
+    gateway = gateway_for(ib_gateway)
+    assert gateway.account_state().equity == Decimal("100000.00")  # the parent's loop runs
+    close_sessions()  # the parent lets its clientId go, as a worker's parent would not use it
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_read_equity_in_child, args=(gateway, results))
+    child.start()
+    try:
+        assert results.get(timeout=20) == "100000.00"
+    finally:
+        child.join(10)
