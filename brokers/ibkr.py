@@ -317,7 +317,8 @@ class _Session:
     loop: asyncio.AbstractEventLoop
     lock: threading.Lock = field(default_factory=threading.Lock)
     ib: Any = None
-    errors: deque = field(default_factory=lambda: deque(maxlen=200))
+    errors: deque = field(default_factory=lambda: deque(maxlen=200))  # (seq, reqId, code, text)
+    error_seq: int = 0
     reports: dict[str, RawReport] = field(default_factory=dict)
     contracts: dict[str, Any] = field(default_factory=dict)
 
@@ -334,7 +335,12 @@ class _Session:
                                     detail={"call": what}) from None
 
     def record_error(self, req_id: int, code: int, message: str, *_: Any) -> None:
-        self.errors.append((req_id, code, message))
+        self.error_seq += 1
+        self.errors.append((self.error_seq, req_id, code, message))
+
+    def errors_since(self, mark: int) -> list[tuple[int, str]]:
+        """(code, message) of the IB errors recorded after ``mark`` (an ``error_seq``)."""
+        return [(code, text) for seq, _, code, text in self.errors if seq > mark]
 
     def install(self) -> None:
         """Create the IB object on the loop's thread and tap its raw commission reports."""
@@ -441,9 +447,10 @@ class IbkrGateway:
     def _call(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         async def run() -> T:
             ib = await self._connected()
-            mark = len(self._session.errors)
+            mark = self._session.error_seq
             try:
-                return await body(ib)
+                # within the call's timeout, so that what IB said meanwhile names the cause
+                return await asyncio.wait_for(body(ib), self.timeout * 0.9)
             except TimeoutError:
                 raise self._timeout(what, mark) from None
             except ConnectionError as exc:
@@ -459,8 +466,7 @@ class IbkrGateway:
     def _timeout(self, what: str, mark: int) -> BrokerError:
         """A request that got no answer: an unsolicited IB error since it was sent (reqId
         -1: pacing, lost connectivity) names the cause; else it is a timeout."""
-        recent = list(self._session.errors)[mark:]
-        for _req_id, code, message in reversed(recent):
+        for code, message in reversed(self._session.errors_since(mark)):
             if code in PACING_ERRORS or code in UNAVAILABLE_ERRORS:
                 return error_for(code, message, what)
         return BrokerTimeout(f"{what}: no answer from IB Gateway", detail={"call": what})
@@ -481,15 +487,14 @@ class IbkrGateway:
     async def _connect(self, ib: Any) -> None:
         from ib_async.ib import StartupFetch
 
-        mark = len(self._session.errors)
+        mark = self._session.error_seq
         try:
             # within the call's own timeout, so that a refusal (326) is told as such
             await ib.connectAsync(self.host, self.port, clientId=self.client_id,
                                   timeout=self.timeout * 0.8, readonly=False,
                                   fetchFields=StartupFetch.POSITIONS)
         except (OSError, ConnectionError, TimeoutError) as exc:
-            recent = list(self._session.errors)[mark:]
-            codes = [code for _, code, _ in recent]
+            codes = [code for code, _ in self._session.errors_since(mark)]
             raise BrokerUnavailable(
                 f"cannot connect to IB Gateway {self.host}:{self.port} as clientId "
                 f"{self.client_id}: {exc!r}", detail={"ib_errors": codes}) from None
