@@ -424,3 +424,20 @@ def test_a_gateway_inherited_through_a_fork_uses_the_childs_own_loop(ib_gateway)
         assert results.get(timeout=20) == "100000.00"
     finally:
         child.join(10)
+
+
+def test_calls_from_many_threads_share_one_connection(ib_gateway):
+    """Celery threads call the port at once: one connection per clientId, calls in turn,
+    each answered for its own account."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ib_gateway.admin("trade", account=EUR_ACCOUNT, symbol="GOOG", side="buy", quantity="5")
+    usd, eur = gateway_for(ib_gateway), gateway_for(ib_gateway, EUR_ACCOUNT)
+
+    def read(gateway: IbkrGateway) -> tuple[str, int]:
+        return gateway.account_state().currency, len(gateway.positions())
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, [usd, eur] * 8))
+    assert results == [("USD", 0), ("EUR", 1)] * 8
+    assert ib_gateway.admin("state")["clients"] == [7]
