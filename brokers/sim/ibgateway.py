@@ -111,12 +111,14 @@ ERR_ORDER_REJECTED = 201
 ERR_ORDER_CANCELLED = 202
 ERR_MAX_RATE = 100
 ERR_HISTORICAL_DATA = 162
+ERR_READING_REQUEST = 320
 ERR_VALIDATION = 321
 ERR_MAX_ACCOUNT_SUMMARY = 322
 ERR_CLIENT_ID_IN_USE = 326
 ERR_UNKNOWN_MESSAGE = 505
 ERR_CONNECTIVITY_LOST = 1100
 MAX_ACCOUNT_SUMMARIES = 2
+MAX_MESSAGE_BYTES = 0xFFFFFF  # TWS API: comm.py, the largest message it frames
 # placeOrder of a plain order (no combo legs, algo, conditions…) at server version 178, as
 # ibapi 10.50 and ib_async 2.0.1 both encode it: 114 fields, whatIf at index 84
 PLAIN_ORDER_FIELDS = 114
@@ -432,7 +434,10 @@ class IbGatewaySim:
     async def _read_message(self, conn: Connection) -> list[str] | None:
         try:
             header = await conn.reader.readexactly(4)
-            payload = await conn.reader.readexactly(struct.unpack(">I", header)[0])
+            (length,) = struct.unpack(">I", header)
+            if length > MAX_MESSAGE_BYTES:
+                return None  # as TWS: a bad length ends the session
+            payload = await conn.reader.readexactly(length)
         except asyncio.IncompleteReadError:
             return None
         fields = payload.decode(errors="replace").split("\0")
@@ -476,7 +481,13 @@ class IbGatewaySim:
             return
         if msg_id in REQUESTS and self._faulted(conn, msg_id, fields):
             return
-        handler(conn, fields)
+        try:
+            handler(conn, fields)
+        except (ValueError, IndexError, ArithmeticError):
+            # a request with missing or malformed fields (InvalidOperation included)
+            self.error(conn, -1, ERR_READING_REQUEST, "Error reading request. Message id "
+                       f"{msg_id}.")
+            self.drop(conn)
 
     def _faulted(self, conn: Connection, msg_id: int, fields: list[str]) -> bool:
         name, req_index = REQUESTS[msg_id]

@@ -455,3 +455,11 @@ def test_a_what_if_order_previews_margin_and_executes_nothing(gateway):
         "0", "250.85", "250.85")
     assert state.commissionAndFees == 1.0
     assert gateway.executions == [] and gateway.orders == {}
+
+
+def test_a_malformed_request_is_error_320_and_the_session_ends(gateway):
+    conn = FakeConnection()
+    gateway.clients[9] = conn
+    gateway._dispatch(conn, ["62", "1", "not-a-number", "All", "NetLiquidation"])
+    assert [(f[0], f[3]) for f in conn.answers] == [("4", "320")]
+    assert conn.closed and 9 not in gateway.clients
