@@ -65,6 +65,10 @@ from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from typing import Any, TypeVar
 
+from ib_async import IB, Contract, ExecutionFilter, Forex, MarketOrder, Stock, util
+from ib_async.ib import StartupFetch
+from ib_async.wrapper import RequestError
+
 from brokers.errors import (
     BrokerAuthError,
     BrokerBadReply,
@@ -172,11 +176,15 @@ def symbol_of(contract: Any) -> str:
 def contract_for(symbol: str) -> Any:
     """An unqualified contract for a gateway symbol: a pair of currencies (EURUSD) is
     ``CASH`` on ``IDEALPRO``, anything else a ``STK`` on ``SMART`` in USD."""
-    from ib_async import Forex, Stock
-
     if len(symbol) == 6 and symbol[:3] in CURRENCIES and symbol[3:] in CURRENCIES:
         return Forex(symbol, exchange="IDEALPRO")
     return Stock(symbol, "SMART", "USD")
+
+
+def _digits(tick: Decimal) -> int:
+    """Decimal places of a tick size (0.00005 → 5)."""
+    exponent = tick.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def exec_ticket(exec_id: str) -> int:
@@ -344,8 +352,6 @@ class _Session:
 
     def install(self) -> None:
         """Create the IB object on the loop's thread and tap its raw commission reports."""
-        from ib_async import IB
-
         self.ib = IB()
         self.ib.RaiseRequestErrors = True
         self.ib.errorEvent += self.record_error
@@ -362,8 +368,6 @@ class _Session:
 
 
 async def _bounded(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
-    from ib_async import util
-
     if util.getLoop() is not asyncio.get_running_loop():
         # ib_async keeps the first loop it saw (util.getLoop is functools.cache'd): after
         # a fork it is the parent's. Let it take this one.
@@ -456,10 +460,8 @@ class IbkrGateway:
             except ConnectionError as exc:
                 raise BrokerUnavailable(f"{what}: the connection to IB Gateway broke: {exc}",
                                         detail={"call": what}) from None
-            except Exception as exc:
-                if type(exc).__name__ == "RequestError":  # ib_async.wrapper.RequestError
-                    raise error_for(exc.code, exc.message, what) from None
-                raise
+            except RequestError as exc:
+                raise error_for(exc.code, exc.message, what) from None
 
         return self._session.call(run, self.timeout, what)
 
@@ -485,8 +487,6 @@ class IbkrGateway:
         return ib
 
     async def _connect(self, ib: Any) -> None:
-        from ib_async.ib import StartupFetch
-
         mark = self._session.error_seq
         try:
             # within the call's own timeout, so that a refusal (326) is told as such
@@ -584,8 +584,6 @@ class IbkrGateway:
     async def _executions(self, ib: Any, since: datetime | None) -> list[Any]:
         """reqExecutions for this account (from ``since``, UTC), one fill per execution,
         each with its raw commission report waited for (partial → BrokerBadReply)."""
-        from ib_async import ExecutionFilter
-
         stamp = since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S") if since else ""
         fills = await ib.reqExecutionsAsync(ExecutionFilter(acctCode=self.account_id,
                                                             time=stamp))
@@ -711,7 +709,7 @@ class IbkrGateway:
         step = _decimal(details.sizeIncrement or 1, "sizeIncrement", positive=True)
         cash = contract.secType == "CASH"
         return SymbolSpec(
-            symbol=symbol, digits=max(0, -tick.normalize().as_tuple().exponent),
+            symbol=symbol, digits=_digits(tick),
             point=tick, contract_size=size, tick_size=tick, tick_value=tick * size * rate,
             volume_min=_decimal(details.minSize or step, "minSize", positive=True),
             volume_step=step, volume_max=MAX_ORDER_UNITS,
@@ -735,8 +733,6 @@ class IbkrGateway:
     async def _send_market(self, ib: Any, contract: Any, action: str, quantity: Decimal,
                            tag: str) -> Any:
         """Place a market order and wait until it is done or the call's time runs out."""
-        from ib_async import MarketOrder
-
         order = MarketOrder(action, float(quantity), account=self.account_id, orderRef=tag,
                             tif="DAY")
         trade = ib.placeOrder(contract, order)
@@ -768,8 +764,6 @@ class IbkrGateway:
                                    ambiguous=False)
             quantity = abs(_decimal(held.position, "position"))
             wanted = min(volume, quantity) if volume is not None else quantity
-            from ib_async import Contract
-
             (details,) = await ib.reqContractDetailsAsync(Contract(conId=ticket))
             action = "SELL" if held.position > 0 else "BUY"
             try:
@@ -821,8 +815,6 @@ class IbkrGateway:
         currency (TWS API: placeOrder with whatIf, OrderState.initMarginChange); 0 when
         it would reduce the margin (it closes part of a position). IB prices the preview
         at the market: ``price`` is not used."""
-        from ib_async import MarketOrder
-
         async def read(ib: Any) -> Any:
             details = await self._qualified(ib, symbol)
             order = MarketOrder("BUY" if side is Side.BUY else "SELL", float(volume),

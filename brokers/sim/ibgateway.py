@@ -582,8 +582,9 @@ class IbGatewaySim:
 
     def _send_account_download(self, conn: Connection, account: Account) -> None:
         """updateAccountValue*, updatePortfolio*, updateAccountTime, accountDownloadEnd."""
-        rows = [("AccountCode", account.code, ""), ("AccountType", "INDIVIDUAL", ""),
-                ("Currency", account.currency, account.currency)]
+        rows: list[tuple[str, Any, str]] = [
+            ("AccountCode", account.code, ""), ("AccountType", "INDIVIDUAL", ""),
+            ("Currency", account.currency, account.currency)]
         rows += [(k, v, account.currency) for k, v in self.values(account).items()]
         rows += [("CashBalance", amount.quantize(CENT), ccy)
                  for ccy, amount in sorted(account.cash.items())]
