@@ -19,8 +19,25 @@ from typing import Protocol, runtime_checkable
 
 
 class Side(enum.StrEnum):
+    """A position's or an order's direction: the one side type of the project (gateway,
+    models, P&L, matching, sizing). Stored as its value, "buy" or "sell"."""
+
     BUY = "buy"
     SELL = "sell"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Side:
+        raise ValueError(f"side must be 'buy' or 'sell', got {value!r}")
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, −1 for a sell: a price move times this is the position's gain."""
+        return 1 if self is Side.BUY else -1
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """(value, label) pairs for a model or serializer field."""
+        return [(side.value, side.value.title()) for side in cls]
 
 
 class DealReason(enum.StrEnum):

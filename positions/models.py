@@ -11,6 +11,7 @@ from typing import Any
 from django.db import models
 
 from accounts.models import TradingAccount, money_field, percent_field
+from brokers.gateway import Side
 
 
 def price_field(**kwargs: Any) -> models.DecimalField:
@@ -24,9 +25,7 @@ def volume_field(**kwargs: Any) -> models.DecimalField:
 
 
 class Position(models.Model):
-    class Side(models.TextChoices):
-        BUY = "buy", "Buy"
-        SELL = "sell", "Sell"
+    Side = Side  # brokers.gateway.Side: the project's one side type
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -48,7 +47,7 @@ class Position(models.Model):
         default=0, help_text="MetaTrader 5 position identifier: its deals' position_id "
                              "(never changes, unlike the ticket); 0: same as the ticket")
     symbol = models.CharField(max_length=32)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=Side.choices())
     volume = volume_field()
     price_open = price_field()
     price_current = price_field()

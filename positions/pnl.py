@@ -20,21 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
 
-from brokers.gateway import Deal, DealKind
+from brokers.gateway import Deal, DealKind, Side
 
-SideName = Literal["buy", "sell"]
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
-
-
-def _direction(side: SideName) -> int:
-    if side == "buy":
-        return 1
-    if side == "sell":
-        return -1
-    raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
 
 
 def money(amount: Decimal, places: int = 2) -> Decimal:
@@ -42,23 +32,23 @@ def money(amount: Decimal, places: int = 2) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def forex_profit(*, side: SideName, volume: Decimal, price_open: Decimal,
+def forex_profit(*, side: Side, volume: Decimal, price_open: Decimal,
                  price_close: Decimal, contract_size: Decimal) -> Decimal:
     """Profit in the symbol's quote currency, unrounded. ``volume`` in lots.
 
     A buy closes at the bid, a sell at the ask: pass the price the position would close at.
     """
-    return (price_close - price_open) * contract_size * volume * _direction(side)
+    return (price_close - price_open) * contract_size * volume * Side(side).sign
 
 
-def profit_by_tick_value(*, side: SideName, volume: Decimal, price_open: Decimal,
+def profit_by_tick_value(*, side: Side, volume: Decimal, price_open: Decimal,
                          price_close: Decimal, tick_size: Decimal,
                          tick_value: Decimal) -> Decimal:
     """Profit in the account currency, unrounded (MetaTrader 5: order_calc_profit)."""
     if tick_size <= 0:
         raise ValueError("tick_size must be positive")
     ticks = (price_close - price_open) / tick_size
-    return ticks * tick_value * volume * _direction(side)
+    return ticks * tick_value * volume * Side(side).sign
 
 
 def forex_margin(*, volume: Decimal, contract_size: Decimal, leverage: int,

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from brokers.gateway import Side
+
 TAG_PREFIX = "bo-"
 MAX_TAG_LENGTH = 26  # MetaTrader 5 comments are short (31 chars); leave room for a broker's
 
@@ -76,7 +78,7 @@ class Expected:
 
     id: int
     symbol: str
-    side: str  # "buy" | "sell"
+    side: Side
     volume: Decimal
     requested_price: Decimal | None
     sl: Decimal | None
@@ -94,7 +96,7 @@ class Held:
 
     ticket: int
     symbol: str
-    side: str
+    side: Side
     volume: Decimal
     price_open: Decimal
     sl: Decimal | None
@@ -113,7 +115,7 @@ class Closed:
 
     ticket: int
     symbol: str
-    side: str
+    side: Side
     reason: str
     close_price: Decimal | None
     sl: Decimal | None
@@ -503,7 +505,7 @@ class _Reconciler:
         side = c.side or e.side
         # Points beyond the stop in the losing direction: a buy is stopped below its SL, a
         # sell above it.
-        beyond = (sl - c.close_price if side == "buy" else c.close_price - sl) / point
+        beyond = (sl - c.close_price) * Side(side).sign / point
         if beyond > self.tol.gap_points:
             out.append(self.trade_divergence(Kind.GAP, e, c.ticket, {
                 "sl": _s(sl),

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import TradingAccount
+from brokers.gateway import Side
 from config.append_only import AppendOnlyModel
 from positions.models import price_field, volume_field
 from reconciliation.matching import MAX_TAG_LENGTH, Kind
@@ -27,9 +28,7 @@ class ExpectedTrade(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
-    class Side(models.TextChoices):
-        BUY = "buy", "Buy"
-        SELL = "sell", "Sell"
+    Side = Side  # brokers.gateway.Side: the project's one side type
 
     account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT,
                                 related_name="expected_trades")
@@ -39,7 +38,7 @@ class ExpectedTrade(models.Model):
     entry_number = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(3)])
     symbol = models.CharField(max_length=32)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=Side.choices())
     volume = volume_field(help_text="Lots")
     requested_price = price_field(null=True, blank=True)
     sl = price_field(null=True, blank=True)

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.selectors import account_sync_view
 from accounts.serializers import SyncSerializer
+from brokers.gateway import Side
 from reconciliation.matching import Kind
 from reconciliation.models import ExpectedTrade
 
@@ -15,7 +16,7 @@ PRICE = {"max_digits": 20, "decimal_places": 8, "min_value": Decimal("0.00000001
 class ExpectedTradeInput(serializers.Serializer):
     account_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     symbol = serializers.RegexField(r"^[A-Za-z0-9._#-]{1,32}$")
-    side = serializers.ChoiceField(choices=ExpectedTrade.Side.choices)
+    side = serializers.ChoiceField(choices=Side.choices())
     volume = serializers.DecimalField(max_digits=16, decimal_places=4,
                                       min_value=Decimal("0.0001"), help_text="Lots")
     requested_price = serializers.DecimalField(**PRICE, required=False, allow_null=True)

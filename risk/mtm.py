@@ -167,8 +167,8 @@ def position_profit(position: HeldPosition, *, quote: Quote, terms: SymbolTerms,
 
     Closes a buy at the bid and a sell at the ask (MetaTrader 5: order_calc_profit, "Forex"
     and "CFD" calculation modes; see the module docstring for the conversion)."""
-    side = "buy" if position.side == Side.BUY else "sell"
-    close = quote.bid if side == "buy" else quote.ask
+    side = Side(position.side)
+    close = quote.bid if side == Side.BUY else quote.ask
     steps = _converter(terms.currency_profit, deposit_currency, quotes)
     if steps is not None:
         profit = forex_profit(side=side, volume=position.volume, price_open=position.price_open,

@@ -5,6 +5,7 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from brokers.gateway import Side
 from risk.models import RiskConfiguration, RiskConfigurationChange
 
 PRICE = {"max_digits": 20, "decimal_places": 8, "min_value": Decimal("0.00000001")}
@@ -74,7 +75,7 @@ class PositionSizeInput(serializers.Serializer):
     account_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     signal_id = serializers.CharField(max_length=64)
     instrument = serializers.RegexField(r"^[A-Za-z0-9._#-]{1,32}$")
-    side = serializers.ChoiceField(choices=["buy", "sell"])
+    side = serializers.ChoiceField(choices=[side.value for side in Side])
     entry_price = serializers.DecimalField(**PRICE)
     stop_loss = serializers.DecimalField(**PRICE)
     take_profit = serializers.DecimalField(**PRICE, required=False, allow_null=True)

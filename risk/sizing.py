@@ -208,7 +208,7 @@ def size_position(inp: SizingInput) -> SizingResult:
     (``brokers.gateway.Side``, or its value), or a margin buffer outside 0 … 100, is a
     programming error: ``ValueError``.
     """
-    direction = _direction(inp.side)
+    direction = Side(inp.side).sign  # ValueError for anything but buy / sell
     if not ZERO <= inp.margin_buffer_percent <= HUNDRED:
         raise ValueError(f"margin_buffer_percent must be within 0 … 100, "
                          f"got {inp.margin_buffer_percent}")
@@ -266,16 +266,6 @@ class _Progress:
     allocated: Decimal = ZERO_MONEY
     budgets: Triple = ZERO_MONEY_TRIPLE
     per_lot: Decimal = ZERO
-
-
-def _direction(side: Side | str) -> int:
-    """+1 for a buy, −1 for a sell (``brokers.gateway.Side`` or its value); ValueError
-    otherwise."""
-    if side == Side.BUY:
-        return 1
-    if side == Side.SELL:
-        return -1
-    raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
 
 
 def _rejected(inp: SizingInput, progress: _Progress, code: str, detail: str) -> SizingResult:

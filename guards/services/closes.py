@@ -23,6 +23,7 @@ from rest_framework import status
 from accounts.models import TradingAccount
 from brokers.errors import BrokerError
 from config.errors import ApplicationError
+from config.ratelimit import once_per
 from guards import metrics
 from guards.models import (
     AccountGuardState,
@@ -368,9 +369,8 @@ MANUAL_CLOSE_INTERVAL = 30
 
 def manual_close(*, position: Position, requested_by: Any, reason: str) -> CloseRequest:
     """A member closes one position through the same idempotent path, at most once per
-    symbol per 30 s per account (429). Refused while HALTED and on read-only accounts."""
-    from django.core.cache import cache
-
+    symbol per 30 s per account (429 with Retry-After: ``config.ratelimit.once_per``).
+    Refused while HALTED and on read-only accounts (409)."""
     account = position.account
     if platform_is_halted():
         raise ApplicationError("The platform is halted: only the guards close positions.",
@@ -385,13 +385,8 @@ def manual_close(*, position: Position, requested_by: Any, reason: str) -> Close
             return existing
         raise ApplicationError("This position is already closed.", code="position_closed",
                                status_code=status.HTTP_409_CONFLICT)
-    key = f"manual-close:{account.pk}:{position.symbol}"
-    if not cache.add(key, time.time() + MANUAL_CLOSE_INTERVAL, timeout=MANUAL_CLOSE_INTERVAL):
-        held = float(cache.get(key) or time.time() + MANUAL_CLOSE_INTERVAL)
-        retry = max(1, int(held - time.time()) + 1)
-        raise ApplicationError(f"One manual close per symbol per {MANUAL_CLOSE_INTERVAL} s.",
-                               code="rate_limited", status_code=429,
-                               detail={"retry_after": retry}, headers={"Retry-After": str(retry)})
+    once_per(f"manual-close:{account.pk}:{position.symbol}", MANUAL_CLOSE_INTERVAL,
+             message=f"One manual close per symbol per {MANUAL_CLOSE_INTERVAL} s.")
     request = close_request_open(account=account, ticket=position.ticket,
                                  symbol=position.symbol, key=f"manual:{position.pk}",
                                  reason=CloseRequest.Reason.MANUAL, detail=reason,
