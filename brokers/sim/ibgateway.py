@@ -1201,15 +1201,31 @@ def parse_account(text: str) -> Account:
 DEFAULT_ACCOUNTS = ("DU1234567:USD:100000", "DU7654321:EUR:50000")
 
 
-async def run(host: str, port: int, admin_port: int, gateway: IbGatewaySim) -> None:
+async def _replay(gateway: IbGatewaySim, bar_seconds: float) -> None:
+    """Move the prices one row on every ``bar_seconds`` (and push the new figures to the
+    clients subscribed to account updates)."""
+    while True:
+        await asyncio.sleep(bar_seconds)
+        gateway.prices.step += 1
+        for conn in list(gateway.clients.values()):
+            account = gateway.accounts.get(conn.account_updates)
+            if account is not None:
+                gateway._send_account_download(conn, account)
+
+
+async def run(host: str, port: int, admin_port: int, gateway: IbGatewaySim,
+              bar_seconds: float = 0.0) -> None:
     server = await asyncio.start_server(gateway.serve, host, port)
     admin = await asyncio.start_server(gateway.serve_admin, host, admin_port)
     bound = server.sockets[0].getsockname()[1]
     admin_bound = admin.sockets[0].getsockname()[1]
     print(f"IB Gateway stand-in listening on {host}:{bound} admin {host}:{admin_bound} "
           f"server version {SERVER_VERSION}", flush=True)
+    tasks = [server.serve_forever(), admin.serve_forever()]
+    if bar_seconds > 0:
+        tasks.append(_replay(gateway, bar_seconds))
     async with server, admin:
-        await asyncio.gather(server.serve_forever(), admin.serve_forever())
+        await asyncio.gather(*tasks)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1220,12 +1236,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--account", action="append",
                         help="CODE:CURRENCY:CASH, repeatable (default: "
                              + ", ".join(DEFAULT_ACCOUNTS) + ")")
+    parser.add_argument("--trade", action="append", default=[],
+                        help="ACCOUNT:SYMBOL:SIDE:QUANTITY[:ORDERREF], repeatable: executed "
+                             "at start as if made in TWS (e.g. DU1234567:GOOG:buy:100)")
     parser.add_argument("--start-bar", type=int, default=0)
+    parser.add_argument("--bar-seconds", type=float, default=0.0,
+                        help="move the prices one row on every N seconds (0: only by the "
+                             "admin's advance)")
     args = parser.parse_args(argv)
     accounts = [parse_account(a) for a in (args.account or DEFAULT_ACCOUNTS)]
     gateway = IbGatewaySim(accounts, PriceBook(start=args.start_bar))
+    for trade in args.trade:
+        account, symbol, side, quantity, *ref = trade.split(":")
+        gateway.trade(account, symbol, side, quantity, order_ref=ref[0] if ref else "")
     try:
-        asyncio.run(run(args.host, args.port, args.admin_port, gateway))
+        asyncio.run(run(args.host, args.port, args.admin_port, gateway, args.bar_seconds))
     except KeyboardInterrupt:
         pass
 

@@ -441,3 +441,24 @@ def test_calls_from_many_threads_share_one_connection(ib_gateway):
         results = list(pool.map(read, [usd, eur] * 8))
     assert results == [("USD", 0), ("EUR", 1)] * 8
     assert ib_gateway.admin("state")["clients"] == [7]
+
+
+def test_the_stand_in_starts_with_trades_and_a_moving_clock():
+    """What the demo runs: positions made at start, prices moving on their own."""
+    from brokers.ibkr import close_sessions
+    from tests.brokers.conftest import start_ib_gateway
+
+    process = start_ib_gateway("--trade", f"{USD_ACCOUNT}:GOOG:buy:100:demo",
+                               "--trade", f"{USD_ACCOUNT}:EURUSD:sell:25000",
+                               "--bar-seconds", "0.05")
+    try:
+        gateway = gateway_for(process)
+        held = {p.symbol: (p.side, p.volume) for p in gateway.positions()}
+        assert held == {"GOOG": (Side.BUY, Decimal(100)), "EURUSD": (Side.SELL, Decimal(25000))}
+        first = process.admin("state")["step"]
+        while process.admin("state")["step"] == first:
+            pass  # the replay moves on by itself; pytest-timeout bounds this
+        assert process.admin("state")["step"] > first
+    finally:
+        close_sessions()
+        process.stop()
