@@ -11,7 +11,8 @@ dataclasses and errors, in the manner of ``brokers.mt5``:
 - Every field is validated: a missing, non-finite or out-of-range value is
   ``BrokerBadReply`` naming the field in IB's words (``detail["field"]``).
 - IB error codes map onto ``brokers.errors``: 200 (no security definition) →
-  ``BrokerUnknownSymbol``; 100/162/420 (pacing) and 322 → ``BrokerTimeout``; 326 (clientId
+  ``BrokerUnknownSymbol``; 100/420 and 162 saying "pacing" (pacing violations) and 322
+  (too many subscriptions) → ``BrokerTimeout``, retry later; 162 "no data", 326 (clientId
   in use), 502/504 (not connected), 1100/1300/2110 (connectivity) → ``BrokerUnavailable``;
   an order rejected (201/203) is a ``CloseResult``/``OrderResult`` that is neither done,
   retryable nor ambiguous, as MetaTrader 5's TRADE_RETCODE_REJECT is.
@@ -602,7 +603,9 @@ class IbkrGateway:
         """Open positions of the account (TWS API: reqPositions / EWrapper.position, checked
         against reqAccountUpdates / EWrapper.updatePortfolio for market price and P&L, and
         reqExecutions for when each opened). A position without its portfolio item, or
-        with another quantity, is a partial read: BrokerBadReply."""
+        with another quantity, is a partial read: BrokerBadReply. ``opened_at`` is the
+        opening execution's time, 1970-01-01 UTC when IB's execution history (the last
+        days) no longer holds it; ``comment`` that execution's ``orderRef``."""
         async def read(ib: Any) -> tuple[list[Any], dict[int, Any], dict[str, Decimal],
                                          list[Any]]:
             listed = await ib.reqPositionsAsync()
