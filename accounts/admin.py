@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count, Q
 
-from accounts.models import BaselineReset, DeviceKey, TradeServer, TradingAccount, User
+from accounts.models import BaselineReset, DeviceKey, Terminal, TradeServer, TradingAccount, User
+from accounts.terminals import terminal_healthy
 from config.admin import ReadOnlyAdmin
 
 
@@ -128,3 +130,38 @@ class BaselineResetAdmin(ReadOnlyAdmin):
                     "changed_by")
     list_select_related = ("account", "changed_by")
     search_fields = ("account__login", "reason")
+
+
+@admin.register(Terminal)
+class TerminalAdmin(admin.ModelAdmin):
+    """The owner's registry of terminals with their health. The token is never stored or
+    shown: ``token_env`` names the environment variable that holds it."""
+
+    list_display = ("name", "kind", "endpoint", "enabled", "up", "accounts_held", "capacity",
+                    "consecutive_failures", "last_ok_at", "latency_ms", "last_error")
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "url", "host")
+    ordering = ("name",)
+    readonly_fields = ("last_ok_at", "last_failure_at", "consecutive_failures", "latency_ms",
+                       "last_error", "created_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "enabled", "capacity", "servers")}),
+        ("Endpoint", {"fields": ("url", "host", "port", "client_id", "token_env")}),
+        ("Health", {"fields": readonly_fields}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            held=Count("accounts", filter=Q(accounts__is_active=True)))
+
+    @admin.display(description="Endpoint")
+    def endpoint(self, obj: Terminal) -> str:
+        return obj.url or f"{obj.host}:{obj.port}"
+
+    @admin.display(description="Up", boolean=True)
+    def up(self, obj: Terminal) -> bool:
+        return terminal_healthy(obj)
+
+    @admin.display(description="Accounts", ordering="held")
+    def accounts_held(self, obj: Terminal) -> int:
+        return obj.held

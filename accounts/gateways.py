@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -9,7 +10,7 @@ import httpx
 from django.conf import settings
 
 from accounts.crypto import credentials_decrypt
-from accounts.models import TradeServer, TradingAccount
+from accounts.models import Terminal, TradeServer, TradingAccount
 from brokers import open_gateway
 from brokers.bridge.client import make_http_client
 from brokers.gateway import BrokerGateway
@@ -41,16 +42,31 @@ def _http() -> httpx.Client:
     return client
 
 
+def terminal_endpoint(terminal: Terminal | None) -> tuple[str, str]:
+    """(bridge URL, bearer token) of ``terminal``: its ``url`` and the token in the
+    environment variable its ``token_env`` names (empty name: ``MT5_BRIDGE_TOKEN``); None:
+    the default ``MT5_BRIDGE_URL`` / ``MT5_BRIDGE_TOKEN``. A variable that is not set gives
+    an empty token, which the bridge refuses (``bridge_refused``: the terminal fails its
+    calls and the fleet moves its accounts), never another terminal's token."""
+    if terminal is None:
+        return settings.MT5_BRIDGE_URL, settings.MT5_BRIDGE_TOKEN
+    if not terminal.token_env:
+        return terminal.url, settings.MT5_BRIDGE_TOKEN
+    return terminal.url, os.environ.get(terminal.token_env, "")
+
+
 def account_gateway(account: TradingAccount) -> BrokerGateway:
-    """A gateway logged in as ``account`` (lazily). Raises CredentialsUnreadable."""
+    """A gateway logged in as ``account`` (lazily), through its terminal
+    (``TradingAccount.terminal``; none: ``MT5_BRIDGE_URL``). Raises CredentialsUnreadable."""
     credentials = credentials_decrypt(account.credentials_encrypted)
+    bridge_url, bridge_token = terminal_endpoint(account.terminal)
     return open_gateway(
         broker=account.broker,
         login=account.login,
         password=credentials["password"],
         server=account.server,
-        bridge_url=settings.MT5_BRIDGE_URL,
-        bridge_token=settings.MT5_BRIDGE_TOKEN,
+        bridge_url=bridge_url,
+        bridge_token=bridge_token,
         timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
         magic=settings.BOT_MAGIC,
         http=_http(),

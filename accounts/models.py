@@ -86,6 +86,9 @@ class Terminal(models.Model):
     # one call sequence at a time (a worker on any machine)
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # a priority read (the mark-to-market trigger) is waiting: routine call sequences do not
+    # take the lease before this time (accounts.terminals.terminal_lease_acquire)
+    priority_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

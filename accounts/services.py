@@ -13,7 +13,9 @@ from rest_framework import status
 
 from accounts import metrics
 from accounts.crypto import credentials_encrypt, credentials_rotate
-from accounts.models import BaselineReset, TradeServer, TradingAccount, User
+from accounts.gateways import terminal_endpoint
+from accounts.models import BaselineReset, Terminal, TradeServer, TradingAccount, User
+from accounts.terminals import terminal_for_link
 from brokers import open_gateway
 from brokers.errors import (
     BridgeRefused,
@@ -37,13 +39,16 @@ class AccountLinkError(ApplicationError):
 def trading_account_create(*, user: User, broker: str, broker_name: str, server: str,
                            login: str, password: str, read_only: bool = False,
                            cadence_seconds: int | None = None,
-                           state: AccountState | None = None) -> TradingAccount:
+                           state: AccountState | None = None,
+                           terminal: Terminal | None = None) -> TradingAccount:
     """Store a linked account with its password encrypted; due for sync at once.
 
     The member's first active account becomes primary (the member's rows are locked so two
     concurrent links cannot both become primary). ``state``, when given, is the verified
-    read: it stamps ``verified_at`` and the first figures. Raises IntegrityError if the same
-    (broker, server, login) is already linked.
+    read: it stamps ``verified_at`` and the first figures. ``terminal``: the one it was
+    verified through (``accounts.terminals.terminal_for_link``); none: assigned by the
+    dispatcher's ``terminals_rebalance`` when terminals are registered. Raises
+    IntegrityError if the same (broker, server, login) is already linked.
     """
     mine = TradingAccount.objects.select_for_update().filter(user=user, is_active=True)
     has_primary = any(a.is_primary for a in mine)
@@ -59,6 +64,7 @@ def trading_account_create(*, user: User, broker: str, broker_name: str, server:
         credentials_read_only=read_only,
         sync_cadence_seconds=cadence_seconds or settings.SYNC_DEFAULT_CADENCE_SECONDS,
         next_sync_at=now,
+        terminal=terminal,
     )
     if state is not None:
         account.verified_at = now
@@ -119,12 +125,15 @@ def account_baseline_reset(*, account: TradingAccount, changed_by: User | None,
     return audit
 
 
-def _verify(*, login: str, password: str, server: str) -> AccountState:
-    """Log in through the gateway and read the account; register its trade server (and
-    detect its time zone) on first sight. Raises AccountLinkError."""
+def _verify(*, login: str, password: str, server: str,
+            terminal: Terminal | None = None) -> AccountState:
+    """Log in through the gateway (on ``terminal``; none: ``MT5_BRIDGE_URL``) and read the
+    account; register its trade server (and detect its time zone) on first sight. Raises
+    AccountLinkError."""
+    bridge_url, bridge_token = terminal_endpoint(terminal)
     gateway = open_gateway(
         broker=TradingAccount.Broker.MT5, login=login, password=password, server=server,
-        bridge_url=settings.MT5_BRIDGE_URL, bridge_token=settings.MT5_BRIDGE_TOKEN,
+        bridge_url=bridge_url, bridge_token=bridge_token,
         timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
     )
     try:
@@ -179,15 +188,18 @@ def account_link(*, user: User, login: int, password: str, server: str,
     # learns it (the unique constraint below decides); a wrong one is 422 either way.
     state = None
     read_only = False
+    # sticky from the start: verified through the terminal that will read it
+    terminal = terminal_for_link(broker=TradingAccount.Broker.MT5, server=server)
     if settings.MT5_VERIFY_ON_LINK:
-        state = _verify(login=str(login), password=password, server=server)
+        state = _verify(login=str(login), password=password, server=server,
+                        terminal=terminal)
         read_only = not state.trade_allowed
         metrics.verified_total.inc()
     try:
         account = trading_account_create(
             user=user, broker=TradingAccount.Broker.MT5, broker_name=broker_name,
             server=server, login=str(login), password=password, read_only=read_only,
-            state=state,
+            state=state, terminal=terminal,
         )
     except IntegrityError:
         raise already_linked() from None

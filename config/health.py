@@ -9,7 +9,11 @@
   ``HEALTH_DISPATCHER_MAX_AGE_SECONDS`` (5);
 - ``stale_accounts``: at most ``HEALTH_STALE_MAX_PERCENT`` (10) % of active accounts are stale
   or in error (an account turns stale when its last good read is older than 3 × its
-  cadence: ``positions.services.sync_mark_stale``).
+  cadence: ``positions.services.sync_mark_stale``);
+- ``terminals``: when terminals are registered (``accounts.Terminal``), at least one is up
+  (enabled, fewer than ``TERMINAL_FAILOVER_FAILURES`` failures in a row). ``terminals``
+  lists each one's health: up, failures in a row, seconds since its last good call, the
+  last call sequence's latency (ms), accounts held. Never its URL or token.
 
 A fresh install with no dispatcher tick yet is not healthy: nothing is being synced.
 """
@@ -17,15 +21,17 @@ A fresh install with no dispatcher tick yet is not healthy: nothing is being syn
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from accounts.models import TradingAccount
+from accounts.models import Terminal, TradingAccount
+from accounts.terminals import terminal_healthy
 from positions.models import DispatcherHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,19 @@ def _broker_ok() -> bool:
         logger.warning("healthz: the Celery broker is unreachable", exc_info=True)
         return False
     return True
+
+
+def _terminals(now: datetime) -> list[dict]:
+    """Each registered terminal's health (one query)."""
+    rows = Terminal.objects.annotate(
+        held=Count("accounts", filter=Q(accounts__is_active=True))).order_by("name")
+    return [{
+        "name": t.name, "kind": t.kind, "enabled": t.enabled, "up": terminal_healthy(t),
+        "consecutive_failures": t.consecutive_failures, "latency_ms": t.latency_ms,
+        "last_ok_age_seconds": None if t.last_ok_at is None
+        else round((now - t.last_ok_at).total_seconds(), 1),
+        "accounts": t.held,
+    } for t in rows]
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -86,9 +105,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
         body["stale_percent"] = str(share)
         if share > Decimal(str(settings.HEALTH_STALE_MAX_PERCENT)):
             failing.append("stale_accounts")
+        body["terminals"] = _terminals(now)
+        if body["terminals"] and not any(t["up"] for t in body["terminals"]):
+            failing.append("terminals")
     if not _broker_ok():
         failing.append("broker")
-    for name in ("database", "broker", "dispatcher", "stale_accounts"):
+    for name in ("database", "broker", "dispatcher", "stale_accounts", "terminals"):
         body["checks"][name] = "failing" if name in failing else "ok"
     body.update(ok=not failing, failing=failing)
     return JsonResponse(body, status=503 if failing else 200)

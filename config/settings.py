@@ -399,6 +399,16 @@ HEALTH_STALE_MAX_PERCENT = _positive("HEALTH_STALE_MAX_PERCENT", 10)
 SYNC_BATCH_SIZE = int(_positive("SYNC_BATCH_SIZE", 20))
 SYNC_MAX_DISPATCH = int(_positive("SYNC_MAX_DISPATCH", 2000))
 SYNC_LOG_RETENTION_DAYS = int(_positive("SYNC_LOG_RETENTION_DAYS", 90))
+# The fleet (accounts.terminals): a terminal with this many failed call sequences in a row
+# hands its accounts to healthy ones; a call sequence's lease on its terminal expires after
+# TERMINAL_LEASE_SECONDS (a killed worker's lease is taken over then)
+TERMINAL_FAILOVER_FAILURES = int(_positive("TERMINAL_FAILOVER_FAILURES", 3))
+TERMINAL_LEASE_SECONDS = _positive("TERMINAL_LEASE_SECONDS", 30)
+# The mark-to-market trigger (pipeline.tasks.mark_to_market): an account estimated within
+# this many percentage points of the critical drawdown (or at warning) gets a priority
+# read; routine reads of its terminal wait at most MTM_PRIORITY_SECONDS for it
+MTM_NEAR_CRITICAL_POINTS = _positive("MTM_NEAR_CRITICAL_POINTS", 2)
+MTM_PRIORITY_SECONDS = _positive("MTM_PRIORITY_SECONDS", 5)
 BOT_MAGIC = env.int("BOT_MAGIC", default=20240101)
 DEFAULT_FIXED_RISK_PERCENT = _positive("DEFAULT_FIXED_RISK_PERCENT", 3.0)
 MARGIN_BUFFER_PERCENT = _positive("MARGIN_BUFFER_PERCENT", 20.0)

@@ -15,9 +15,11 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.metrics_core import Metric
 
+from accounts.metrics import TerminalCollector
 from dashboard.metrics import BackofficeCollector
 
 _backoffice = BackofficeCollector()
+_terminals = TerminalCollector()
 
 
 class _ProcessRegistry:
@@ -34,5 +36,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     else:
         registry.register(_ProcessRegistry())  # type: ignore[arg-type]
     registry.register(_backoffice)
+    registry.register(_terminals)
     return HttpResponse(prometheus_client.generate_latest(registry),
                         content_type=prometheus_client.CONTENT_TYPE_LATEST)

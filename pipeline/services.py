@@ -43,11 +43,12 @@ def after_read(*, account_ids: list[int], source: str) -> AfterRead:
 
 def accounts_sync(*, account_ids: list[int], gateway_for: sync.GatewayFactory | None = None,
                   deadline: float = sync.BATCH_FETCH_DEADLINE_SECONDS,
-                  source: str = "pull") -> sync.SyncOutcome:
-    """Read and apply a batch (``positions.services.accounts_sync``), then ``after_read``
-    for the accounts read successfully. Same arguments and answer as the sync."""
+                  source: str = "pull", priority: bool = False) -> sync.SyncOutcome:
+    """Read and apply a batch (``positions.services.accounts_sync``; ``priority``: ahead
+    of routine reads on each terminal), then ``after_read`` for the accounts read
+    successfully. Same arguments and answer as the sync."""
     outcome = sync.accounts_sync(account_ids=account_ids, gateway_for=gateway_for,
-                                 deadline=deadline)
+                                 deadline=deadline, priority=priority)
     after_read(account_ids=outcome.synced, source=source)
     return outcome
 

@@ -12,6 +12,7 @@ from django.db import OperationalError
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.terminals import terminals_rebalance
 from guards.tasks import RESILIENT
 from pipeline import services
 from positions import metrics
@@ -42,7 +43,10 @@ def accounts_sync(account_ids: list[int]) -> dict[str, int]:
 
 @shared_task(soft_time_limit=10, time_limit=20)
 def sync_dispatch() -> int:
-    """The 1 s beat tick: enqueue due accounts and stamp the heartbeat."""
+    """The 1 s beat tick: give unassigned accounts and those of a failing terminal a
+    healthy terminal (``accounts.terminals.terminals_rebalance``), enqueue due accounts
+    in batches of one terminal each, and stamp the heartbeat."""
+    terminals_rebalance()
     count = sync.sync_dispatch(
         limit=settings.SYNC_MAX_DISPATCH,
         batch_size=settings.SYNC_BATCH_SIZE,

@@ -31,7 +31,8 @@ from django.utils import timezone
 
 from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
-from brokers.errors import BrokerError, BrokerTimeout, BrokerUnavailable
+from accounts.terminals import TerminalBusy, terminal_session
+from brokers.errors import BridgeRefused, BrokerError, BrokerTimeout, BrokerUnavailable
 from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
 from config.events import alert_raise
 from positions import metrics, plausibility, pnl
@@ -565,10 +566,45 @@ def _not_read(account: TradingAccount, code: str, message: str) -> AccountFetch:
                         error_code=code, error_message=message)
 
 
+def _terminal_health(fetch: AccountFetch) -> bool | None:
+    """What a read says of its terminal: True (it answered), False (unreachable, timed out,
+    refused our token), None (the account's own fault: a wrong password, a bad symbol)."""
+    if fetch.ok:
+        return True
+    if not fetch.needs_person or fetch.error_code == BridgeRefused.code:
+        return False
+    return None
+
+
+def _fetch_one(account: TradingAccount, gateway_for: GatewayFactory,
+               pending: dict[int, Known], known_symbols: set[str], deadline_at: float,
+               priority: bool) -> AccountFetch:
+    """One account's call sequence, holding its terminal's lease
+    (``accounts.terminals.terminal_session``: one sequence per terminal across every worker;
+    ``priority``: ahead of routine reads). A terminal busy until ``deadline_at``
+    (monotonic seconds) is a failed read ("unknown")."""
+    try:
+        gateway = gateway_for(account)
+    except CredentialsUnreadable as exc:
+        return AccountFetch(account_id=account.pk, started_at=timezone.now(), duration_ms=0,
+                            error_code=exc.code, error_message=str(exc), needs_person=True)
+    try:
+        with terminal_session(terminal_id=account.terminal_id, deadline=deadline_at,
+                              priority=priority) as session:
+            fetch = account_fetch(account=account, gateway=gateway, pending=pending,
+                                  known_symbols=known_symbols)
+            session.ok = _terminal_health(fetch)
+            session.error = fetch.error_code
+    except TerminalBusy as exc:
+        return _not_read(account, exc.code, f"not read: {exc}")
+    return fetch
+
+
 def _fetch_all(accounts: list[TradingAccount], gateway_for: GatewayFactory,
                pending: dict[int, dict[int, Known]], known: set[tuple[str, str]],
-               deadline: float) -> list[AccountFetch]:
-    """Read each account in turn, within ``deadline`` seconds in all.
+               deadline: float, priority: bool = False) -> list[AccountFetch]:
+    """Read each account in turn, within ``deadline`` seconds in all, each call sequence
+    holding its terminal's lease (``_fetch_one``).
 
     A hung terminal answers nothing: each call then waits for its own timeout. So the batch
     stops reading once ``deadline`` has passed, or after ``TIMEOUTS_BEFORE_GIVING_UP``
@@ -589,25 +625,20 @@ def _fetch_all(accounts: list[TradingAccount], gateway_for: GatewayFactory,
                                      "not read: the terminal timed out on the accounts "
                                      "before it in this batch"))
             continue
-        try:
-            gateway = gateway_for(account)
-        except CredentialsUnreadable as exc:
-            fetches.append(AccountFetch(account_id=account.pk, started_at=timezone.now(),
-                                        duration_ms=0, error_code=exc.code,
-                                        error_message=str(exc), needs_person=True))
-            continue
-        fetch = account_fetch(account=account, gateway=gateway, pending=pending[account.pk],
-                              known_symbols={sym for srv, sym in known
-                                             if srv == account.server})
+        fetch = _fetch_one(account, gateway_for, pending[account.pk],
+                           {sym for srv, sym in known if srv == account.server},
+                           started + deadline, priority)
         timeouts = timeouts + 1 if fetch.error_code == BrokerTimeout.code else 0
         fetches.append(fetch)
     return fetches
 
 
 def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None = None,
-                  deadline: float = BATCH_FETCH_DEADLINE_SECONDS) -> SyncOutcome:
+                  deadline: float = BATCH_FETCH_DEADLINE_SECONDS,
+                  priority: bool = False) -> SyncOutcome:
     """Pipeline steps 1–2 for a batch of accounts: lease, fetch each (within ``deadline``
-    seconds in all: ``_fetch_all``), apply all, release. The steps after a good read are
+    seconds in all: ``_fetch_all``; ``priority``: each terminal serves these before routine
+    reads), apply all, release. The steps after a good read are
     ``pipeline.services.after_read``'s (``pipeline.services.accounts_sync`` runs both).
 
     ``gateway_for`` defaults to ``accounts.gateways.account_gateway``. Safe to run twice
@@ -621,11 +652,14 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
     if not leased:
         return SyncOutcome(skipped=list(account_ids))
     try:
-        accounts = list(TradingAccount.objects.filter(id__in=leased))
+        # by terminal, so one terminal's accounts follow each other
+        accounts = sorted(TradingAccount.objects.filter(id__in=leased)
+                          .select_related("terminal"),
+                          key=lambda a: (a.terminal_id or 0, a.pk))
         pending = _pending_positions(leased)
         servers = {a.server for a in accounts}
         known = set(Instrument.objects.filter(server__in=servers).values_list("server", "symbol"))
-        fetches = _fetch_all(accounts, gateway_for, pending, known, deadline)
+        fetches = _fetch_all(accounts, gateway_for, pending, known, deadline, priority)
         outcome = sync_results_apply(fetches=fetches, token=token)
     finally:
         sync_lease_release(token=token)  # a no-op when apply already released them
@@ -657,19 +691,22 @@ def sync_dispatch(*, limit: int, batch_size: int,
                     | Q(last_sync_attempt_at__gte=F("sync_dispatched_at"))
                     | Q(sync_dispatched_at__lt=now - DISPATCH_EXPIRY))
             .order_by("next_sync_at")
-            .values_list("id", "sync_cadence_seconds")[:limit]
+            .values_list("id", "sync_cadence_seconds", "terminal_id")[:limit]
         )
         by_cadence: dict[int, list[int]] = {}
-        for account_id, cadence in due:
+        by_terminal: dict[int | None, list[int]] = {}
+        for account_id, cadence, terminal_id in due:
             by_cadence.setdefault(cadence, []).append(account_id)
+            by_terminal.setdefault(terminal_id, []).append(account_id)
         for cadence, ids in by_cadence.items():
             TradingAccount.objects.filter(id__in=ids).update(
                 next_sync_at=now + timedelta(seconds=cadence), sync_dispatched_at=now
             )
-        ids = [account_id for account_id, _ in due]
-        batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+        # a batch never mixes terminals: one terminal's batch waits only for that terminal
+        batches = [ids[i:i + batch_size] for ids in by_terminal.values()
+                   for i in range(0, len(ids), batch_size)]
         transaction.on_commit(lambda: [enqueue(batch) for batch in batches])
-    return len(ids)
+    return len(due)
 
 
 def sync_mark_stale(*, cadences: int = STALE_AFTER_CADENCES,
