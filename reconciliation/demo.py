@@ -34,7 +34,7 @@ from decimal import ROUND_DOWN, Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.gateways import account_gateway
+from accounts.gateways import account_gateway, terminal_endpoint
 from accounts.models import TradingAccount
 from brokers import mt5_api
 from brokers.bridge.client import BridgeTerminal
@@ -56,9 +56,10 @@ HAND_CLOSE_AFTER = timedelta(seconds=20)
 BOT_CLOSE_AFTER = timedelta(seconds=40)
 
 
-def _sim() -> BridgeTerminal:
-    return BridgeTerminal(settings.MT5_BRIDGE_URL, settings.MT5_BRIDGE_TOKEN,
-                          timeout=settings.MT5_CONNECTION_TIMEOUT)
+def _sim(account: TradingAccount) -> BridgeTerminal:
+    """The simulated terminal that holds ``account`` (its fleet terminal, or the default)."""
+    url, token = terminal_endpoint(account.terminal)
+    return BridgeTerminal(url, token, timeout=settings.MT5_CONNECTION_TIMEOUT)
 
 
 def _volume(account: TradingAccount) -> Decimal:
@@ -87,7 +88,7 @@ def _place(account: TradingAccount, trade: ExpectedTrade, *, sl: Decimal | None 
 def _register(account: TradingAccount, side: str, *, ref: str, sl_points: int | None = 1000,
               tp_points: int | None = 2000, sl: Decimal | None = None,
               volume: Decimal | None = None) -> ExpectedTrade:
-    bid, ask = (Decimal(str(x)) for x in _sim().sim("sim_quote", SYMBOL))
+    bid, ask = (Decimal(str(x)) for x in _sim(account).sim("sim_quote", SYMBOL))
     price = ask if side == "buy" else bid
     sign = 1 if side == "buy" else -1
     if sl is None and sl_points:
@@ -104,7 +105,7 @@ def _scenario(account: TradingAccount, name: str) -> None:
     if name != "normal" and not ExpectedTrade.objects.filter(signal_ref=ref).exists():
         logger.info("demo bot: scenario %s on account %s", name, account.login)
     login = int(account.login)
-    sim = _sim()
+    sim = _sim(account)
     done = ExpectedTrade.objects.filter(account=account, signal_ref=ref).first()
     if name == "hand_close" and done and done.ticket and done.status == "open" and \
             done.opened_at and timezone.now() - done.updated_at > HAND_CLOSE_AFTER:

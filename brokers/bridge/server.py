@@ -382,6 +382,13 @@ def _read_token(args: argparse.Namespace) -> str:
     return token
 
 
+def _roster_part(text: str, parser: argparse.ArgumentParser) -> tuple[int, int]:
+    part, _, parts = text.partition("/")
+    if not (part.isdigit() and parts.isdigit() and 1 <= int(part) <= int(parts)):
+        parser.error(f"--roster-part {text!r}: K/N with 1 <= K <= N, e.g. 1/2")
+    return int(part), int(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="MetaTrader 5 terminal bridge")
     parser.add_argument("--host", default="127.0.0.1")
@@ -405,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--login-ms", type=float, default=150.0, metavar="MS",
                         help="--sim: milliseconds a login switch to another account costs, "
                              "as in a real terminal (0: instant, for tests)")
+    parser.add_argument("--roster-part", default="1/1", metavar="K/N",
+                        help="--sim: hold only part K of N of the demo roster (a demo fleet "
+                             "of N terminals; brokers.sim.roster.roster_part)")
     parser.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--keyfile", help="--certfile's private key, if not in the same file")
     args = parser.parse_args(argv)
@@ -419,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             start_bar=args.start_bar, bot=args.bot, bench_accounts=args.bench_accounts,
             initial_orders=not args.no_initial_orders,
             server_utc_offset_hours=args.server_utc_offset, login_ms=args.login_ms,
+            roster_part=_roster_part(args.roster_part, parser),
         )
         methods = {**ALLOWED_METHODS, **SIM_METHODS}
     else:  # beside a real terminal, on Windows

@@ -142,6 +142,35 @@ def demo_roster(n_members: int = 20, seed: int = 7) -> list[DemoMember]:
     return members
 
 
+def roster_part(roster: list[DemoMember], part: int, parts: int) -> list[DemoMember]:
+    """The accounts of ``roster`` that terminal ``part`` of ``parts`` holds (1-based): the
+    account numbers k (login − FIRST_LOGIN) with k mod ``parts`` = ``part`` − 1, with their
+    initial orders; a member without such an account is left out. ``parts`` 1: the whole
+    roster. The demo runs two terminals (Procfile ``terminal`` 1/2, ``terminal2`` 2/2) and
+    the seed assigns each account to the terminal holding it. Raises ValueError unless
+    1 ≤ part ≤ parts."""
+    if not 1 <= part <= parts:
+        raise ValueError(f"roster part {part}/{parts}: need 1 <= part <= parts")
+    if parts == 1:
+        return roster
+    chosen: list[DemoMember] = []
+    for member in roster:
+        accounts = tuple(a for a in member.accounts
+                         if (a.login - FIRST_LOGIN) % parts == part - 1)
+        if accounts:
+            logins = {a.login for a in accounts}
+            chosen.append(DemoMember(
+                username=member.username, first_name=member.first_name,
+                last_name=member.last_name, telegram_id=member.telegram_id, accounts=accounts,
+                initial_orders=tuple(o for o in member.initial_orders if o.login in logins)))
+    return chosen
+
+
+def roster_part_of(login: int, parts: int) -> int:
+    """Which part (1-based, of ``parts``) holds demo account ``login`` (``roster_part``)."""
+    return (login - FIRST_LOGIN) % parts + 1
+
+
 def bot_comment(login: int, n: int) -> str:
     """The bot's order comment tag (well under MetaTrader 5's 31 characters)."""
     return f"bot:{login}:{n}"

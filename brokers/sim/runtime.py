@@ -10,6 +10,7 @@ from decimal import Decimal
 from brokers.sim.book import SimAccount
 from brokers.sim.prices import ReplayClock, load_bars
 from brokers.sim.roster import demo_roster, seed_terminal
+from brokers.sim.roster import roster_part as roster_part_of_roster
 from brokers.sim.terminal import SimTerminal, ticket_seed
 
 logger = logging.getLogger("mt5.sim")
@@ -51,18 +52,21 @@ def seed_bench_accounts(terminal: SimTerminal, *, accounts: int, positions: int)
 def build_demo_terminal(*, bar_seconds: float, manual: bool, members: int, start_bar: int,
                         bot: bool, bench_accounts: int = 0, bench_positions: int = 5,
                         initial_orders: bool = True, server_utc_offset_hours: float = 0.0,
-                        login_ms: float = 150.0,
+                        login_ms: float = 150.0, roster_part: tuple[int, int] = (1, 1),
                         ) -> tuple[SimTerminal, list[Callable[[], None]]]:
     """A terminal seeded with the demo roster; returns it and what to start in background.
     ``server_utc_offset_hours``: the simulated trade server's UTC offset (SimTerminal);
-    ``login_ms``: milliseconds a login switch costs (SimTerminal)."""
+    ``login_ms``: milliseconds a login switch costs (SimTerminal); ``roster_part``
+    (part, parts): hold only that part of the roster (``brokers.sim.roster.roster_part``),
+    for a demo fleet of ``parts`` terminals."""
     bars = load_bars()
     clock = ReplayClock(bar_seconds=bar_seconds, start_index=start_bar, manual=manual)
     # seeded from the clock: a restarted demo terminal never reissues a ticket
     terminal = BridgedSimTerminal(bars=bars, clock=clock,
                                   server_utc_offset_hours=server_utc_offset_hours,
                                   first_ticket=ticket_seed(), login_ms=login_ms)
-    roster = demo_roster(n_members=members) if members > 0 else []
+    roster = roster_part_of_roster(demo_roster(n_members=members) if members > 0 else [],
+                                   *roster_part)
     if initial_orders:
         tickets = seed_terminal(terminal, roster)
     else:  # the accounts only: the platform's demo trader places every bot position

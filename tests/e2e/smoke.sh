@@ -12,7 +12,7 @@ stop_demo() {
   pkill -9 -f "$work/clone" || true
 }
 trap 'status=$?; stop_demo; rm -rf "$work"; exit $status' EXIT
-for port in 8000 8765 9808 5555; do
+for port in 8000 8765 8766 9808 5555; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "smoke: port $port is already in use (another demo running?); stop it first"; exit 1
   fi

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import TradeServer, TradingAccount, User
+from accounts.models import Terminal, TradeServer, TradingAccount, User
 from accounts.services import trading_account_create
 from brokers.servertime import zone_for_offset
-from brokers.sim.roster import demo_roster
+from brokers.sim.roster import DEMO_SERVER, demo_roster, roster_part_of
 
 
 class Command(BaseCommand):
@@ -26,9 +26,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--members", type=int, default=20)
         parser.add_argument("--owner", default="owner")
+        parser.add_argument(
+            "--terminals", type=int, default=int(os.environ.get("DEMO_TERMINALS", "2")),
+            help="simulated terminals of the demo fleet (the Procfile's terminal, terminal2 "
+                 "on SIM_BRIDGE_PORT, SIM_BRIDGE_PORT_2), each holding its part of the "
+                 "roster; 1: none registered, every account on MT5_BRIDGE_URL")
 
     @transaction.atomic
-    def handle(self, *args, members: int, owner: str, **options):
+    def handle(self, *args, members: int, owner: str, terminals: int, **options):
         password = os.environ.get("DEMO_OWNER_PASSWORD") or secrets.token_urlsafe(12)
         owner_user, created = User.objects.get_or_create(
             username=owner,
@@ -42,6 +47,7 @@ class Command(BaseCommand):
         new_accounts = 0
         member_password = os.environ.get("DEMO_MEMBER_PASSWORD", "")
         roster = demo_roster(n_members=members)
+        fleet = self._terminals(terminals)
         for member in roster:
             user, created = User.objects.get_or_create(
                 username=member.username,
@@ -60,6 +66,9 @@ class Command(BaseCommand):
                 account = trading_account_create(
                     user=user, broker=TradingAccount.Broker.MT5, broker_name="SimBroker",
                     server=spec.server, login=str(spec.login), password=spec.password,
+                    # the simulated terminal that holds it: each sim holds its own part
+                    terminal=fleet[roster_part_of(spec.login, len(fleet)) - 1]
+                    if fleet else None,
                 )
                 # The roster is the simulated server's own list: verified by construction.
                 TradingAccount.objects.filter(pk=account.pk).update(verified_at=timezone.now())
@@ -70,6 +79,27 @@ class Command(BaseCommand):
                           f"members, {total} accounts ({new_accounts} new)")
         if roster:
             self.stdout.write(f"mini app member: {roster[0].username}")
+
+    def _terminals(self, count: int) -> list[Terminal]:
+        """The demo fleet as the owner would register it in the admin: ``sim-1`` … on
+        127.0.0.1 at ``SIM_BRIDGE_PORT`` (8765) and ``SIM_BRIDGE_PORT_2`` (8766), the token
+        in ``MT5_BRIDGE_TOKEN``. Fewer than 2: none (the one-terminal default)."""
+        if count < 2:
+            return []
+        if count > 2:
+            raise CommandError("the demo's Procfile runs two simulated terminals")
+        ports = (os.environ.get("SIM_BRIDGE_PORT", "8765"),
+                 os.environ.get("SIM_BRIDGE_PORT_2", "8766"))
+        fleet = []
+        for n, port in enumerate(ports, start=1):
+            terminal, _ = Terminal.objects.update_or_create(name=f"sim-{n}", defaults={
+                "kind": Terminal.Kind.MT5, "url": f"http://127.0.0.1:{port}",
+                "token_env": "MT5_BRIDGE_TOKEN", "servers": [DEMO_SERVER],
+                "capacity": 1000})
+            fleet.append(terminal)
+        self.stdout.write(f"terminals: {', '.join(f'{t.name} {t.url}' for t in fleet)} "
+                          "(each holds half of the roster)")
+        return fleet
 
     def _trade_servers(self, names: set[str]) -> None:
         """The simulated servers' time zone, as the owner would set it in the admin: the
