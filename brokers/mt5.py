@@ -40,7 +40,6 @@ from brokers.gateway import (
     BrokerPosition,
     CloseResult,
     Deal,
-    DealReason,
     OrderResult,
     Quote,
     Side,
@@ -48,21 +47,6 @@ from brokers.gateway import (
 )
 from brokers.servertime import detect_utc_offset_minutes, to_server_epoch, to_utc
 
-_DEAL_REASONS = {
-    mt5_api.DEAL_REASON_CLIENT: DealReason.CLIENT,
-    mt5_api.DEAL_REASON_MOBILE: DealReason.CLIENT,
-    mt5_api.DEAL_REASON_WEB: DealReason.CLIENT,
-    mt5_api.DEAL_REASON_EXPERT: DealReason.EXPERT,
-    mt5_api.DEAL_REASON_SL: DealReason.SL,
-    mt5_api.DEAL_REASON_TP: DealReason.TP,
-    mt5_api.DEAL_REASON_SO: DealReason.SO,
-}
-_DEAL_ENTRIES = {
-    mt5_api.DEAL_ENTRY_IN: "in",
-    mt5_api.DEAL_ENTRY_OUT: "out",
-    mt5_api.DEAL_ENTRY_INOUT: "inout",
-    mt5_api.DEAL_ENTRY_OUT_BY: "out_by",
-}
 _TIMEOUT_ERRORS = {mt5_api.RES_E_INTERNAL_FAIL_TIMEOUT}
 _AUTH_ERRORS = {mt5_api.RES_E_AUTH_FAILED}
 
@@ -213,10 +197,17 @@ class Mt5Gateway:
             raise self._failure("login")
         self._logged_in = True
 
-    def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _read(self, method: str, *args: Any, symbol: str | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` logged in. MetaTrader 5 answers a failure with ``None`` and
+        ``last_error``: for a call about ``symbol``, "not found" raises BrokerUnknownSymbol;
+        anything else raises as ``_failure`` (BrokerTimeout, BrokerAuthError or
+        BrokerUnavailable): the one place that branch is decided."""
         self.connect()
         result = getattr(self.terminal, method)(*args, **kwargs)
         if result is None:
+            if symbol is not None and self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
+                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
+                                          detail={"symbol": symbol})
             raise self._failure(method)
         return result
 
@@ -253,14 +244,14 @@ class Mt5Gateway:
         )
 
     def _position(self, raw: Any) -> BrokerPosition:
-        kind = _integer(raw, "type")
-        if kind not in (mt5_api.POSITION_TYPE_BUY, mt5_api.POSITION_TYPE_SELL):
-            raise BrokerBadReply(f"position type {kind} is neither buy nor sell",
-                                 detail={"field": "type"})
+        try:
+            side = mt5_api.position_side(_integer(raw, "type"))
+        except ValueError as exc:
+            raise BrokerBadReply(str(exc), detail={"field": "type"}) from None
         return BrokerPosition(
             ticket=_integer(raw, "ticket", positive=True),
             symbol=_text(raw, "symbol"),
-            side=Side.BUY if kind == mt5_api.POSITION_TYPE_BUY else Side.SELL,
+            side=side,
             volume=_number(raw, "volume", positive=True),
             price_open=_number(raw, "price_open", positive=True),
             price_current=_number(raw, "price_current", positive=True),
@@ -287,15 +278,14 @@ class Mt5Gateway:
 
     def _deal(self, raw: Any) -> Deal:
         kind = _integer(raw, "type")
-        side = {mt5_api.DEAL_TYPE_BUY: Side.BUY, mt5_api.DEAL_TYPE_SELL: Side.SELL}.get(kind)
         return Deal(
             ticket=_integer(raw, "ticket", positive=True),
             order=_integer(raw, "order"),
             position_id=_integer(raw, "position_id"),
             symbol=_text(raw, "symbol"),
-            side=side,
-            entry=_DEAL_ENTRIES.get(_integer(raw, "entry"), "in"),
-            reason=_DEAL_REASONS.get(_integer(raw, "reason"), DealReason.OTHER),
+            side=mt5_api.deal_side(kind),
+            entry=mt5_api.deal_entry(_integer(raw, "entry")),
+            reason=mt5_api.deal_reason(_integer(raw, "reason")),
             volume=_number(raw, "volume", minimum=0),
             price=_number(raw, "price", minimum=0),
             profit=_number(raw, "profit"),
@@ -329,7 +319,7 @@ class Mt5Gateway:
 
     def quote(self, symbol: str) -> Quote:
         """Best bid/ask now (MetaTrader 5: symbol_info_tick), in the quote currency."""
-        tick = self._read("symbol_info_tick", symbol)
+        tick = self._read("symbol_info_tick", symbol, symbol=symbol)
         bid = _number(tick, "bid", positive=True)
         ask = _number(tick, "ask", positive=True)
         if ask < bid:
@@ -347,13 +337,7 @@ class Mt5Gateway:
 
     def symbol_spec(self, symbol: str) -> SymbolSpec:
         """Contract size, tick size/value and volume rules (MetaTrader 5: symbol_info)."""
-        self.connect()
-        info = self.terminal.symbol_info(symbol)
-        if info is None:
-            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
-                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
-                                          detail={"symbol": symbol})
-            raise self._failure("symbol_info")
+        info = self._read("symbol_info", symbol, symbol=symbol)
         filling = _integer(info, "filling_mode")
         modes = {name for flag, name in ((mt5_api.SYMBOL_FILLING_FOK, "fok"),
                                          (mt5_api.SYMBOL_FILLING_IOC, "ioc")) if filling & flag}
@@ -431,13 +415,8 @@ class Mt5Gateway:
     def recent_bars(self, symbol: str, count: int = 2) -> list[Bar]:
         """The last ``count`` H1 bars, oldest first, the last one in progress (MetaTrader 5:
         copy_rates_from_pos). Rows may be records or mappings (a numpy row as a dict)."""
-        self.connect()
-        rows = self.terminal.copy_rates_from_pos(symbol, mt5_api.TIMEFRAME_H1, 0, count)
-        if rows is None:
-            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
-                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
-                                          detail={"symbol": symbol})
-            raise self._failure("copy_rates_from_pos")
+        rows = self._read("copy_rates_from_pos", symbol, mt5_api.TIMEFRAME_H1, 0, count,
+                          symbol=symbol)
         bars = []
         for row in rows:
             record = _Record(row) if isinstance(row, dict) else row
@@ -453,14 +432,9 @@ class Mt5Gateway:
                         price: Decimal) -> Decimal:
         """Margin for ``volume`` lots at ``price``, in the account currency (MetaTrader 5:
         order_calc_margin). Raises BrokerUnknownSymbol or BrokerUnavailable."""
-        self.connect()
         action = mt5_api.ORDER_TYPE_BUY if side is Side.BUY else mt5_api.ORDER_TYPE_SELL
-        result = self.terminal.order_calc_margin(action, symbol, float(volume), float(price))
-        if result is None:
-            if self.terminal.last_error()[0] == mt5_api.RES_E_NOT_FOUND:
-                raise BrokerUnknownSymbol(f"{symbol} is not offered by {self.server}",
-                                          detail={"symbol": symbol})
-            raise self._failure("order_calc_margin")
+        result = self._read("order_calc_margin", action, symbol, float(volume), float(price),
+                            symbol=symbol)
         if isinstance(result, bool) or not isinstance(result, (int, float)) or \
                 not math.isfinite(result) or result < 0:
             raise BrokerBadReply(f"order_calc_margin answered {result!r}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from brokers.gateway import DealKind
+from brokers.gateway import DealKind, DealReason, Side
 
 # --- last_error() result codes (MetaTrader 5 docs: last_error) ---
 RES_S_OK = 1
@@ -230,3 +230,47 @@ def deal_kind(deal_type: int) -> DealKind:
     """What a MetaTrader 5 deal type (ENUM_DEAL_TYPE) is: a trade or a balance operation;
     an unknown type is OTHER (not a cash flow). Used by the adapter and the EA push."""
     return _DEAL_KINDS.get(deal_type, DealKind.OTHER)
+
+
+# --- decoding: the adapter (brokers.mt5) and the EA push (positions.push) both use these ---
+_DEAL_REASONS = {
+    DEAL_REASON_CLIENT: DealReason.CLIENT,
+    DEAL_REASON_MOBILE: DealReason.CLIENT,
+    DEAL_REASON_WEB: DealReason.CLIENT,
+    DEAL_REASON_EXPERT: DealReason.EXPERT,
+    DEAL_REASON_SL: DealReason.SL,
+    DEAL_REASON_TP: DealReason.TP,
+    DEAL_REASON_SO: DealReason.SO,
+}
+_DEAL_ENTRIES = {
+    DEAL_ENTRY_IN: "in",
+    DEAL_ENTRY_OUT: "out",
+    DEAL_ENTRY_INOUT: "inout",
+    DEAL_ENTRY_OUT_BY: "out_by",
+}
+_DEAL_SIDES = {DEAL_TYPE_BUY: Side.BUY, DEAL_TYPE_SELL: Side.SELL}
+
+
+def position_side(position_type: int) -> Side:
+    """ENUM_POSITION_TYPE → ``Side``. Raises ValueError for any other value."""
+    if position_type == POSITION_TYPE_BUY:
+        return Side.BUY
+    if position_type == POSITION_TYPE_SELL:
+        return Side.SELL
+    raise ValueError(f"position type {position_type} is neither buy nor sell")
+
+
+def deal_side(deal_type: int) -> Side | None:
+    """ENUM_DEAL_TYPE → ``Side`` for a trade; None for a balance operation."""
+    return _DEAL_SIDES.get(deal_type)
+
+
+def deal_entry(entry: int) -> str:
+    """ENUM_DEAL_ENTRY → "in", "out", "inout" or "out_by" (an unknown value: "in")."""
+    return _DEAL_ENTRIES.get(entry, "in")
+
+
+def deal_reason(reason: int) -> DealReason:
+    """ENUM_DEAL_REASON → ``DealReason``: desktop, mobile and web are all a person
+    (CLIENT); rollover, variation margin, splits and unknown values are OTHER."""
+    return _DEAL_REASONS.get(reason, DealReason.OTHER)

@@ -33,7 +33,7 @@ from rest_framework import serializers, status
 from accounts.crypto import CredentialsUnreadable, secret_decrypt
 from accounts.models import DeviceKey, TradingAccount, User
 from brokers import mt5_api
-from brokers.gateway import AccountState, BrokerPosition, Deal, DealReason, Side
+from brokers.gateway import AccountState, BrokerPosition, Deal
 from config.errors import ApplicationError
 from config.events import alert_raise
 from positions import metrics, plausibility
@@ -202,13 +202,6 @@ def _at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-_REASONS = {mt5_api.DEAL_REASON_CLIENT: DealReason.CLIENT,
-            mt5_api.DEAL_REASON_MOBILE: DealReason.CLIENT,
-            mt5_api.DEAL_REASON_WEB: DealReason.CLIENT,
-            mt5_api.DEAL_REASON_EXPERT: DealReason.EXPERT,
-            mt5_api.DEAL_REASON_SL: DealReason.SL, mt5_api.DEAL_REASON_TP: DealReason.TP,
-            mt5_api.DEAL_REASON_SO: DealReason.SO}
-_ENTRIES = {0: "in", 1: "out", 2: "inout", 3: "out_by"}
 
 
 def snapshot_fetch(*, account: TradingAccount, snapshot: dict[str, Any]) -> AccountFetch:
@@ -229,7 +222,7 @@ def snapshot_fetch(*, account: TradingAccount, snapshot: dict[str, Any]) -> Acco
     positions = tuple(
         BrokerPosition(
             ticket=p["ticket"], symbol=p["symbol"],
-            side=Side.BUY if p["type"] == mt5_api.POSITION_TYPE_BUY else Side.SELL,
+            side=mt5_api.position_side(p["type"]),
             volume=p["volume"], price_open=p["price_open"], price_current=p["price_current"],
             sl=p["sl"] or None, tp=p["tp"] or None, swap=p["swap"].quantize(cent),
             profit=p["profit"].quantize(cent), magic=p["magic"], comment=p["comment"],
@@ -240,9 +233,8 @@ def snapshot_fetch(*, account: TradingAccount, snapshot: dict[str, Any]) -> Acco
         Deal(
             ticket=d["ticket"], order=d["order"], position_id=d["position_id"],
             symbol=d["symbol"],
-            side={mt5_api.DEAL_TYPE_BUY: Side.BUY, mt5_api.DEAL_TYPE_SELL: Side.SELL}.get(
-                d["type"]),
-            entry=_ENTRIES[d["entry"]], reason=_REASONS.get(d["reason"], DealReason.OTHER),
+            side=mt5_api.deal_side(d["type"]),
+            entry=mt5_api.deal_entry(d["entry"]), reason=mt5_api.deal_reason(d["reason"]),
             volume=d["volume"], price=d["price"], profit=d["profit"], swap=d["swap"],
             commission=d["commission"], fee=d["fee"], magic=d["magic"],
             comment=d["comment"], time=_at(d["time"]), kind=mt5_api.deal_kind(d["type"]),
