@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
+from decimal import Decimal
 
 import httpx
 from django.conf import settings
+from django.utils import timezone
 
 from accounts.crypto import credentials_decrypt
 from accounts.models import Terminal, TradeServer, TradingAccount
-from brokers import open_gateway
-from brokers.bridge.client import make_http_client
-from brokers.gateway import BrokerGateway
+from brokers import mt5_api, open_gateway
+from brokers.bridge.client import BridgeTerminal, make_http_client
+from brokers.errors import BrokerUnavailable
+from brokers.gateway import BrokerGateway, Quote
 
 _local = threading.local()
 _zones: dict[str, tuple[float, str]] = {}
@@ -72,3 +76,39 @@ def account_gateway(account: TradingAccount) -> BrokerGateway:
         http=_http(),
         server_timezone=trade_server_zone(account.server),
     )
+
+
+_unknown_symbols: dict[tuple[str, str], float] = {}
+UNKNOWN_SYMBOL_TTL_SECONDS = 60.0
+
+
+def terminal_quotes(terminal: Terminal | None, symbols: Iterable[str], *,
+                    timeout_seconds: float) -> dict[str, Quote]:
+    """The latest bid and ask (MetaTrader 5: symbol_info_tick, in the quote currency) of
+    each of ``symbols`` the terminal offers, by symbol; ``time`` is when it was read (UTC).
+
+    No login: ``symbol_info_tick`` is not about one account, so the bridge answers it
+    from whichever account the terminal holds, queued between other jobs without
+    switching login; it takes no terminal lease. A symbol the terminal does not offer is
+    left out (and not asked again for ``UNKNOWN_SYMBOL_TTL_SECONDS``); a tick without a
+    positive bid or with ask below bid is left out. Raises BrokerUnavailable when the
+    terminal does not answer."""
+    url, token = terminal_endpoint(terminal)
+    bridge = BridgeTerminal(url, token, timeout=timeout_seconds, http=_http())
+    quotes: dict[str, Quote] = {}
+    now = time.monotonic()
+    for symbol in sorted(symbols):
+        if now - _unknown_symbols.get((url, symbol), -UNKNOWN_SYMBOL_TTL_SECONDS) \
+                < UNKNOWN_SYMBOL_TTL_SECONDS:
+            continue
+        tick = bridge.symbol_info_tick(symbol)
+        if tick is None:
+            code, message = bridge.last_error()
+            if code == mt5_api.RES_E_NOT_FOUND:
+                _unknown_symbols[(url, symbol)] = now
+                continue
+            raise BrokerUnavailable(f"symbol_info_tick({symbol}) failed ({code}): {message}")
+        bid, ask = Decimal(str(tick.bid)), Decimal(str(tick.ask))
+        if bid > 0 and ask >= bid:
+            quotes[symbol] = Quote(symbol=symbol, bid=bid, ask=ask, time=timezone.now())
+    return quotes

@@ -314,6 +314,10 @@ CELERY_TASK_ROUTES = {
     "pipeline.tasks.accounts_sync": {"queue": "sync"},
     # the re-check is a fresh read through the pipeline, on the guards' own queue
     "pipeline.tasks.liquidation_recheck": {"queue": "guards"},
+    # the mark-to-market tick and the priority reads it asks for: guards' queue, so a sync
+    # backlog never delays them, and never the dispatcher's (a quote is a terminal call)
+    "pipeline.tasks.mark_to_market": {"queue": "guards"},
+    "pipeline.tasks.accounts_priority_read": {"queue": "guards"},
     "guards.tasks.close_request_execute": {"queue": "close"},
     "positions.tasks.*": {"queue": "sync"},
     "guards.tasks.*": {"queue": "guards"},
@@ -329,6 +333,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "pipeline.tasks.sync_dispatch",
         "schedule": 1.0,
         "options": {"expires": 5},
+    },
+    "mark-to-market": {  # estimates from quotes; priority reads near a threshold
+        "task": "pipeline.tasks.mark_to_market",
+        "schedule": 1.0,
+        "options": {"expires": 2},
     },
     "sync-mark-stale": {  # stale within 3 cadences of the last good read
         "task": "positions.tasks.sync_mark_stale",

@@ -6,15 +6,34 @@ docstring (``pipeline/__init__.py``) for the map.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from accounts.models import DeviceKey
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.gateways import terminal_quotes
+from accounts.models import DeviceKey, Terminal
+from accounts.terminals import terminal_priority_done, terminal_priority_request
+from brokers.errors import BrokerError
+from brokers.gateway import Quote
 from guards.services import accounts_guard
 from guards.services import episodes as guard_episodes
 from positions import push
 from positions import services as sync
 from reconciliation.services import accounts_reconcile
+from risk import marking
+
+logger = logging.getLogger(__name__)
+#: a quote call that takes longer is abandoned for this pass (the next is 1 s away)
+MTM_QUOTE_TIMEOUT_SECONDS = 2.0
+#: a stored price (a pulled read's or an EA push's) this recent counts as a quote
+MTM_STORED_PRICE_MAX_AGE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +55,7 @@ def after_read(*, account_ids: list[int], source: str) -> AfterRead:
         return AfterRead(source, 0, 0, 0, [])
     reconciled = accounts_reconcile(account_ids=account_ids)
     guarded = accounts_guard(account_ids=account_ids)
+    marking.estimate_errors_observe(account_ids=account_ids)
     return AfterRead(source=source, accounts=len(account_ids),
                      divergences=reconciled.opened, transitions=guarded.transitions,
                      episodes=guarded.episodes)
@@ -51,6 +71,70 @@ def accounts_sync(*, account_ids: list[int], gateway_for: sync.GatewayFactory | 
                                  deadline=deadline, priority=priority)
     after_read(account_ids=outcome.synced, source=source)
     return outcome
+
+
+def _quotes(symbols: set[str]) -> dict[str, Quote]:
+    """The latest quote of each symbol from the healthy terminals (fastest first; each
+    asked only for what the ones before it did not have), then stored prices of the last
+    few seconds (pulled or pushed) for the rest. A terminal that does not answer is
+    skipped: its accounts' estimates may turn unknown, never wrong."""
+    terminals: list[Terminal | None] = list(
+        Terminal.objects.filter(enabled=True, kind=Terminal.Kind.MT5,
+                                consecutive_failures__lt=settings.TERMINAL_FAILOVER_FAILURES)
+        .order_by(F("latency_ms").asc(nulls_last=True), "id")) or [None]
+    quotes: dict[str, Quote] = {}
+    for terminal in terminals:
+        missing = symbols - quotes.keys()
+        if not missing:
+            break
+        try:
+            quotes.update(terminal_quotes(terminal, missing,
+                                          timeout_seconds=MTM_QUOTE_TIMEOUT_SECONDS))
+        except BrokerError as exc:
+            logger.warning("mark-to-market: no quotes from %s (%s)", terminal, exc.code)
+    since = timezone.now() - timedelta(seconds=MTM_STORED_PRICE_MAX_AGE_SECONDS)
+    missing = symbols - quotes.keys()
+    if missing:
+        quotes.update(marking.stored_quotes(symbols=missing, since=since))
+    return quotes
+
+
+def mark_to_market(*, enqueue: Callable[[list[int], int | None, str], object]
+                   ) -> marking.MarkPass:
+    """The mark-to-market trigger, one pass: quotes (``_quotes``), every open account's
+    equity estimated set-based (``risk.marking``), and a **priority read** for each
+    account at or beyond warning or within ``MTM_NEAR_CRITICAL_POINTS`` of critical,
+    asked at most once per ``MTM_PRIORITY_SECONDS``: routine reads of its terminal are held
+    back (``accounts.terminals.terminal_priority_request``) and ``enqueue(account ids,
+    terminal id, stamp)`` is called once per terminal (a batch never mixes terminals).
+    Writes only the estimates: **an estimate never closes anything**."""
+    inputs = marking.mark_inputs_load()
+    if not inputs.positions:
+        return marking.MarkPass(estimates={}, priority={})
+    quotes = _quotes(inputs.symbols_wanted())
+    result = marking.marks_apply(
+        inputs=inputs, quotes=quotes, now=timezone.now(),
+        near_critical_points=Decimal(str(settings.MTM_NEAR_CRITICAL_POINTS)),
+        repeat_seconds=settings.MTM_PRIORITY_SECONDS)
+    for terminal_id, account_ids in result.priority.items():
+        stamp = terminal_priority_request(
+            terminal_ids=[] if terminal_id is None else [terminal_id],
+            seconds=settings.MTM_PRIORITY_SECONDS)
+        enqueue(account_ids, terminal_id, stamp.isoformat())
+    return result
+
+
+def accounts_priority_read(*, account_ids: list[int], terminal_id: int | None,
+                           stamp: datetime) -> sync.SyncOutcome:
+    """A priority read asked by ``mark_to_market``: a fresh read of ``account_ids`` through
+    the whole pipeline (``accounts_sync``: apply, reconcile, guard: the only path that
+    may close), served by the terminal before routine reads; then routine reads are let in
+    again (unless a newer priority request came)."""
+    try:
+        return accounts_sync(account_ids=account_ids, source="priority", priority=True)
+    finally:
+        if terminal_id is not None:
+            terminal_priority_done(terminal_ids=[terminal_id], stamp=stamp)
 
 
 def device_push(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from celery import shared_task
 from django.conf import settings
@@ -18,6 +19,7 @@ from pipeline import services
 from positions import metrics
 from positions import services as sync
 from positions.models import DispatcherHeartbeat
+from risk import metrics as risk_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +66,30 @@ def sync_dispatch() -> int:
 def liquidation_recheck(episode_id: int) -> str:
     """``guards.services.episodes.RECHECK_TASK``: the re-check after the warning delay."""
     return services.liquidation_recheck(episode_id=int(episode_id))
+
+
+@shared_task(soft_time_limit=5, time_limit=10)
+def mark_to_market() -> dict[str, int]:
+    """The 1 s beat tick of the mark-to-market trigger (``services.mark_to_market``), on
+    the guards queue: it feeds the guards, a sync backlog must not delay it, and it calls
+    terminals (quotes), which the dispatch queue's solo worker must never wait on.
+    Idempotent: a second run re-estimates, and a priority read is asked at most once per
+    ``MTM_PRIORITY_SECONDS`` per account."""
+    result = services.mark_to_market(enqueue=lambda ids, terminal_id, stamp: (
+        accounts_priority_read.apply_async(args=[ids, terminal_id, stamp],
+                                           expires=settings.MTM_PRIORITY_SECONDS)))
+    queued = sum(len(ids) for ids in result.priority.values())
+    risk_metrics.priority_reads_total.inc(queued)
+    return {"estimated": len(result.estimates), "priority_reads": queued}
+
+
+@shared_task(**RESILIENT)
+def accounts_priority_read(account_ids: list[int], terminal_id: int | None,
+                           stamp: str) -> dict[str, int]:
+    """A priority read (``services.accounts_priority_read``) on the guards queue."""
+    outcome = services.accounts_priority_read(
+        account_ids=[int(a) for a in account_ids],
+        terminal_id=None if terminal_id is None else int(terminal_id),
+        stamp=datetime.fromisoformat(stamp))
+    return {"synced": len(outcome.synced), "failed": len(outcome.failed),
+            "skipped": len(outcome.skipped)}

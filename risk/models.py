@@ -114,3 +114,23 @@ class TradeSetupRiskLog(AppendOnlyModel):
     def __str__(self) -> str:
         verdict = "approved" if self.setup_approved else f"rejected: {self.rejection_reason}"
         return f"{self.signal_id} {self.instrument} {verdict}"
+
+
+class AccountMark(models.Model):
+    """The latest mark-to-market estimate of one account (``risk.marking``), upserted by
+    every pass (one statement), and when its priority read was last asked for. Never a
+    guard input: only a fresh read is judged. ``compared_at``: when the next real read was
+    compared with it (``guard_estimate_error_percent``)."""
+
+    account = models.OneToOneField(TradingAccount, on_delete=models.CASCADE,
+                                   primary_key=True, related_name="mark")
+    equity = money_field(help_text="Estimated equity, deposit currency")
+    drawdown_percent = percent_field(help_text="(peak − estimated equity) / peak × 100")
+    standing = models.CharField(max_length=16, help_text="risk.mtm.Estimate")
+    estimated_at = models.DateTimeField()
+    read_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its last priority read was asked for")
+    compared_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.equity} ({self.standing})"
