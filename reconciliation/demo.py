@@ -101,41 +101,59 @@ def _register(account: TradingAccount, side: str, *, ref: str, sl_points: int | 
 
 
 def _scenario(account: TradingAccount, name: str) -> None:
+    """Run account's demo scenario ``name`` once (``hand_close`` also closes its trade by
+    hand a while later): each leaves a mark the reconciliation or the guard should show."""
     ref = f"demo:{name}:{account.login}"
     if name != "normal" and not ExpectedTrade.objects.filter(signal_ref=ref).exists():
         logger.info("demo bot: scenario %s on account %s", name, account.login)
-    login = int(account.login)
-    sim = _sim(account)
     done = ExpectedTrade.objects.filter(account=account, signal_ref=ref).first()
-    if name == "hand_close" and done and done.ticket and done.status == "open" and \
-            done.opened_at and timezone.now() - done.updated_at > HAND_CLOSE_AFTER:
-        # the trade stays "open" here until the next sync notices: close only once
-        if any(p.ticket == done.ticket for p in sim.sim("sim_positions", login)):
-            sim.sim("sim_close", login, done.ticket, reason=mt5_api.DEAL_REASON_CLIENT)
+    if name == "hand_close" and done is not None:
+        _hand_close(account, done)
         return
     if done is not None or name == "normal":
         return
-    if name in ("manual", "unexpected"):
-        if name == "manual":
-            sim.sim("sim_open", login, SYMBOL, "buy", str(_volume(account)), magic=0,
-                    comment="by hand")
-        else:
-            sim.sim("sim_open", login, SYMBOL, "sell", str(_volume(account)),
-                    magic=settings.BOT_MAGIC, comment="retry-7")
-        # remember that it ran: a cancelled marker trade, never matched
-        marker = _register(account, "buy", ref=ref)
-        ExpectedTrade.objects.filter(pk=marker.pk).update(
-            status=ExpectedTrade.Status.CANCELLED)
+    if name in ("manual", "unexpected", "withdrawal"):
+        _off_bot_scenario(account, name, ref)
+    elif name in ("overleveraged", "weekend_gap"):
+        _guard_scenario(account, name, ref)
+    else:
+        _imperfect_order(account, name, ref)
+
+
+def _hand_close(account: TradingAccount, done: ExpectedTrade) -> None:
+    """A person closes the bot's trade by hand once it has been open a while."""
+    if not (done.ticket and done.status == "open" and done.opened_at
+            and timezone.now() - done.updated_at > HAND_CLOSE_AFTER):
         return
-    if name == "withdrawal":
+    login = int(account.login)
+    sim = _sim(account)
+    # the trade stays "open" here until the next sync notices: close only once
+    if any(p.ticket == done.ticket for p in sim.sim("sim_positions", login)):
+        sim.sim("sim_close", login, done.ticket, reason=mt5_api.DEAL_REASON_CLIENT)
+
+
+def _off_bot_scenario(account: TradingAccount, name: str, ref: str) -> None:
+    """What happens beside the bot: a manual trade, an unexpected bot-magic trade, or a
+    withdrawal. A cancelled marker trade, never matched, remembers that it ran."""
+    login = int(account.login)
+    sim = _sim(account)
+    if name == "manual":
+        sim.sim("sim_open", login, SYMBOL, "buy", str(_volume(account)), magic=0,
+                comment="by hand")
+    elif name == "unexpected":
+        sim.sim("sim_open", login, SYMBOL, "sell", str(_volume(account)),
+                magic=settings.BOT_MAGIC, comment="retry-7")
+    else:
         # The member takes 30 % of the balance out: money out is not drawdown, so the guard
         # stays at "ok" (guard_check in the smoke test waits for it and checks).
         amount = ((account.balance or Decimal(0)) * Decimal("0.30")).quantize(Decimal("0.01"))
         sim.sim("sim_balance_operation", login, str(-amount), DEMO_WITHDRAWAL_COMMENT)
-        marker = _register(account, "buy", ref=ref)  # it ran: a cancelled marker trade
-        ExpectedTrade.objects.filter(pk=marker.pk).update(
-            status=ExpectedTrade.Status.CANCELLED)
-        return
+    marker = _register(account, "buy", ref=ref)
+    ExpectedTrade.objects.filter(pk=marker.pk).update(status=ExpectedTrade.Status.CANCELLED)
+
+
+def _guard_scenario(account: TradingAccount, name: str, ref: str) -> None:
+    """Trades the guard should act on at the real weekend gap."""
     if name == "overleveraged":
         # the gap moves EURUSD about 1,900 points: 1,900 × 1 (USD per point per lot) per lot
         balance = account.balance or Decimal(1000)
@@ -143,12 +161,16 @@ def _scenario(account: TradingAccount, name: str) -> None:
             Decimal("0.01"), rounding=ROUND_DOWN)
         trade = _register(account, "sell", ref=ref, sl_points=None, tp_points=None,
                           volume=max(volume, Decimal("0.01")))
-        _place(account, trade)
-        return
-    if name == "weekend_gap":
+    else:
         trade = _register(account, "sell", ref=ref, sl=Decimal("1.08000"), tp_points=None)
-        _place(account, trade)
-        return
+    _place(account, trade)
+
+
+def _imperfect_order(account: TradingAccount, name: str, ref: str) -> None:
+    """A bot order that goes wrong at the broker: lost, partly filled, slipped, or placed
+    with another stop than expected (or a plain one, later closed by hand)."""
+    login = int(account.login)
+    sim = _sim(account)
     # a partial fill of the smallest volume would round to nothing: trade at least 0.10 lot
     volume = max(_volume(account), Decimal("0.10")) if name == "partial_fill" else None
     # wide stop, no target: the imperfection stays visible until the bot or a person acts

@@ -163,6 +163,26 @@ def validate_call(payload: Any, methods: Methods) -> tuple[
         raise BadRequest("method_not_allowed", f"method {method!r} is not served")
     args = payload.get("args", [])
     kwargs = payload.get("kwargs", {})
+    _check_arguments(method, args, kwargs, methods)
+    account = payload.get("account")
+    if account is not None:
+        _check_account(account)
+    timeout = payload.get("timeout", DEFAULT_CALL_TIMEOUT)
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= MAX_CALL_TIMEOUT
+    ):
+        raise BadRequest("bad_params", f"timeout must be in (0, {MAX_CALL_TIMEOUT}] seconds")
+    if account is None and method in ACCOUNT_METHODS:
+        raise BadRequest("account_required",
+                         f"{method} acts on one account: name it in \"account\"")
+    return method, args, kwargs, account, float(timeout)
+
+
+def _check_arguments(method: str, args: Any, kwargs: Any, methods: Methods) -> None:
+    """The call fits one of the method's forms, and its values are finite JSON scalars
+    (``order_send``'s request: a flat dict of known keys with scalar values)."""
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise BadRequest("bad_params", "args must be a list and kwargs an object")
     refused = call_error(methods[method], args, kwargs)
@@ -179,26 +199,17 @@ def validate_call(payload: Any, methods: Methods) -> tuple[
                 raise BadRequest("bad_params", "order request values must be finite scalars")
         elif not _is_scalar(value):
             raise BadRequest("bad_params", f"{method} arguments must be finite scalars")
-    account = payload.get("account")
-    if account is not None:
-        if not isinstance(account, dict):
-            raise BadRequest("bad_params", "account must be an object")
-        login, password, server = (account.get(k) for k in ("login", "password", "server"))
-        if not isinstance(login, int) or isinstance(login, bool) or login <= 0:
-            raise BadRequest("bad_params", "account.login must be a positive integer")
-        if not isinstance(password, str) or not isinstance(server, str) or not server:
-            raise BadRequest("bad_params", "account.password and account.server are strings")
-    timeout = payload.get("timeout", DEFAULT_CALL_TIMEOUT)
-    if (
-        not isinstance(timeout, (int, float))
-        or isinstance(timeout, bool)
-        or not 0 < timeout <= MAX_CALL_TIMEOUT
-    ):
-        raise BadRequest("bad_params", f"timeout must be in (0, {MAX_CALL_TIMEOUT}] seconds")
-    if account is None and method in ACCOUNT_METHODS:
-        raise BadRequest("account_required",
-                         f"{method} acts on one account: name it in \"account\"")
-    return method, args, kwargs, account, float(timeout)
+
+
+def _check_account(account: Any) -> None:
+    """``{"login": positive int, "password": str, "server": non-empty str}``."""
+    if not isinstance(account, dict):
+        raise BadRequest("bad_params", "account must be an object")
+    login, password, server = (account.get(k) for k in ("login", "password", "server"))
+    if not isinstance(login, int) or isinstance(login, bool) or login <= 0:
+        raise BadRequest("bad_params", "account.login must be a positive integer")
+    if not isinstance(password, str) or not isinstance(server, str) or not server:
+        raise BadRequest("bad_params", "account.password and account.server are strings")
 
 
 def encode(value: Any) -> Any:
@@ -283,6 +294,34 @@ class TerminalWorker:
         return {"result": encode(result), "last_error": list(terminal.last_error())}
 
 
+def authorize(header: str, expected: bytes) -> None:
+    """``Authorization: Bearer <token>``, compared in constant time; 401 otherwise."""
+    given = header[len("Bearer "):].encode() if header.startswith("Bearer ") else b""
+    if not hmac.compare_digest(given, expected):
+        raise BadRequest("unauthorized", "missing or wrong bridge token", 401)
+
+
+def read_json_body(declared: str | None, rfile: Any) -> Any:
+    """Read exactly ``Content-Length`` bytes (required, digits only, at most
+    ``MAX_BODY_BYTES``) and decode them as strict JSON (no NaN or Infinity)."""
+    if declared is None:
+        raise BadRequest("length_required", "Content-Length is required",
+                         HTTPStatus.LENGTH_REQUIRED)
+    # digits only: a negative length made rfile.read() wait for EOF (a hung thread)
+    if not declared.strip().isdigit():
+        raise BadRequest("bad_request", "Content-Length must be a non-negative integer")
+    length = int(declared)
+    if length > MAX_BODY_BYTES:
+        raise BadRequest("body_too_large", f"body over {MAX_BODY_BYTES} bytes", 413)
+    raw = rfile.read(length)
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, BadRequest):
+            raise
+        raise BadRequest("malformed_json", "body is not valid JSON") from None
+
+
 def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHandler]:
     expected = token.encode()
 
@@ -326,27 +365,8 @@ def make_handler(worker: TerminalWorker, token: str) -> type[BaseHTTPRequestHand
         def _handle(self) -> dict[str, Any]:
             if self.path != "/v1/call":
                 raise BadRequest("not_found", "no such path", 404)
-            auth = self.headers.get("Authorization", "")
-            given = auth[len("Bearer "):].encode() if auth.startswith("Bearer ") else b""
-            if not hmac.compare_digest(given, expected):
-                raise BadRequest("unauthorized", "missing or wrong bridge token", 401)
-            declared = self.headers.get("Content-Length")
-            if declared is None:
-                raise BadRequest("length_required", "Content-Length is required",
-                                 HTTPStatus.LENGTH_REQUIRED)
-            # digits only: a negative length made rfile.read() wait for EOF (a hung thread)
-            if not declared.strip().isdigit():
-                raise BadRequest("bad_request", "Content-Length must be a non-negative integer")
-            length = int(declared)
-            if length > MAX_BODY_BYTES:
-                raise BadRequest("body_too_large", f"body over {MAX_BODY_BYTES} bytes", 413)
-            raw = self.rfile.read(length)
-            try:
-                payload = json.loads(raw, parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError) as exc:
-                if isinstance(exc, BadRequest):
-                    raise
-                raise BadRequest("malformed_json", "body is not valid JSON") from None
+            authorize(self.headers.get("Authorization", ""), expected)
+            payload = read_json_body(self.headers.get("Content-Length"), self.rfile)
             method, args, kwargs, account, timeout = validate_call(payload, worker.methods)
             return worker.submit(lambda: worker.call(method, args, kwargs, account), timeout)
 

@@ -157,6 +157,19 @@ def stop_hit(position: SimPosition, open_bid: Decimal | None, low: Decimal, high
     return None
 
 
+def _closing_refusal(request: Request, position: SimPosition | None) -> int | None:
+    """A close (``request.position`` set): the position must exist, be on the symbol, be
+    the opposite side, and hold at least the volume asked."""
+    if position is None:
+        return mt5.TRADE_RETCODE_POSITION_CLOSED
+    if (request.type == mt5.ORDER_TYPE_BUY) == position.is_buy or \
+            request.symbol != position.symbol:
+        return mt5.TRADE_RETCODE_INVALID
+    if request.volume > position.volume:
+        return mt5.TRADE_RETCODE_INVALID_VOLUME
+    return None
+
+
 def refusal(book: Book, request: Request, position: SimPosition | None, quote: Quote, *,
             read_only: bool) -> int | None:
     """The retcode refusing a market ``request`` on ``book`` (``position``: the position it
@@ -173,13 +186,9 @@ def refusal(book: Book, request: Request, position: SimPosition | None, quote: Q
     if not volume_ok(request.volume):
         return mt5.TRADE_RETCODE_INVALID_VOLUME
     if request.position:
-        if position is None:
-            return mt5.TRADE_RETCODE_POSITION_CLOSED
-        if (request.type == mt5.ORDER_TYPE_BUY) == position.is_buy or \
-                request.symbol != position.symbol:
-            return mt5.TRADE_RETCODE_INVALID
-        if request.volume > position.volume:
-            return mt5.TRADE_RETCODE_INVALID_VOLUME
+        closing = _closing_refusal(request, position)
+        if closing is not None:
+            return closing
     market = quote.ask if request.type == mt5.ORDER_TYPE_BUY else quote.bid
     if request.price > 0 and abs(request.price - market) > request.deviation * POINT:
         return mt5.TRADE_RETCODE_REQUOTE
