@@ -16,8 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.services import trading_account_create
-from guards.services import closes as services
 from guards.models import CloseRequest, LiquidationEpisode
+from guards.services import closes as services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
