@@ -127,6 +127,7 @@ def guard_settings_update(*, changed_by: Any, **changes: Any) -> GuardSettings:
     row.updated_by = changed_by
     row.full_clean()
     row.save()
+    row.refresh_from_db()  # audit the stored values (20 and 20.00 are one setting)
     guard_settings_audit(scope="global", previous=previous, changed_by=changed_by,
                          new=settings_snapshot(row, GLOBAL_FIELDS))
     return row
@@ -148,6 +149,7 @@ def guard_override_update(*, account_id: int, changed_by: Any,
         setattr(row, name, value)
     row.full_clean()
     row.save()
+    row.refresh_from_db()
     guard_settings_audit(scope=f"account:{account_id}", previous=previous,
                          new=settings_snapshot(row, OVERRIDABLE), changed_by=changed_by)
     return row
