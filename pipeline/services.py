@@ -28,6 +28,7 @@ from positions import push
 from positions import services as sync
 from reconciliation.services import accounts_reconcile
 from risk import marking
+from risk.symbols import symbol_spec_cache_invalidate
 
 logger = logging.getLogger(__name__)
 #: a quote call that takes longer is abandoned for this pass (the next is 1 s away)
@@ -69,6 +70,9 @@ def accounts_sync(*, account_ids: list[int], gateway_for: sync.GatewayFactory | 
     successfully. Same arguments and answer as the sync."""
     outcome = sync.accounts_sync(account_ids=account_ids, gateway_for=gateway_for,
                                  deadline=deadline, priority=priority)
+    # the batch is committed: sizing must not use a changed specification's cached copy
+    for server, symbol in outcome.specs_changed:
+        symbol_spec_cache_invalidate(server, symbol)
     after_read(account_ids=outcome.synced, source=source)
     return outcome
 

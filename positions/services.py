@@ -33,7 +33,14 @@ from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
 from accounts.terminals import TerminalBusy, terminal_session
 from brokers.errors import BridgeRefused, BrokerError, BrokerTimeout, BrokerUnavailable
-from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
+from brokers.gateway import (
+    OPENED_AT_UNKNOWN,
+    AccountState,
+    BrokerGateway,
+    BrokerPosition,
+    Deal,
+    SymbolSpec,
+)
 from config.events import alert_raise
 from positions import metrics, plausibility, pnl
 from positions.models import BeatLease, CashFlow, EquitySnapshot, Instrument, Position, SyncLog
@@ -80,6 +87,9 @@ class SyncOutcome:
     synced: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # lease held elsewhere
+    #: (server, symbol) whose specification read now differs from the stored one: the
+    #: caller drops caches of it once the batch is committed (risk.symbols)
+    specs_changed: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --- lease: one syncer per account at a time ---
@@ -151,13 +161,17 @@ def _history_needed(account: TradingAccount, state: AccountState,
     return held != {p.ticket: p.volume for p in positions} or len(held) != len(pending)
 
 
-def _consistent_read(gateway: BrokerGateway
+def _consistent_read(gateway: BrokerGateway, *, identity: bool = True
                      ) -> tuple[AccountState, tuple[BrokerPosition, ...]]:
     """The account, then its positions (always in that order); read both again, once, when
     equity ≠ balance + credit + Σ(profit + swap) beyond cent rounding (a tick moved between
-    the two calls), and keep the pair that adds up better. Raises BrokerError."""
+    the two calls), and keep the pair that adds up better. ``identity`` False (a broker
+    outside ``plausibility.IDENTITY_BROKERS``): one read of each, never re-read. Raises
+    BrokerError."""
     state = gateway.account_state()
     positions = tuple(gateway.positions())
+    if not identity:
+        return state, positions
     residual = abs(plausibility.identity_residual(state=state, positions=positions))
     if residual > plausibility.read_tolerance(positions=len(positions)):
         metrics.account_reread_total.inc()
@@ -182,7 +196,8 @@ def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
     started_at = timezone.now()
     t0 = time.perf_counter()
     try:
-        state, positions = _consistent_read(gateway)
+        state, positions = _consistent_read(
+            gateway, identity=account.broker in plausibility.IDENTITY_BROKERS)
         listed = {p.ticket for p in positions}
         deals: tuple[Deal, ...] = ()
         if _history_needed(account, state, positions, pending):
@@ -300,7 +315,13 @@ def _positions_apply(*, account: TradingAccount, fetch: AccountFetch,
     position identifier, which survives a re-ticket), re-ticket the ones the server re-opened.
     Returns the number closed now."""
     assert fetch.positions is not None
-    writes.upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
+    rows = [_position_row(account.pk, p, now) for p in fetch.positions]
+    for row in rows:
+        stored = known.get(row.ticket)
+        if row.opened_at == OPENED_AT_UNKNOWN and stored is not None:
+            # the broker forgot when it opened (IB: beyond its execution history): keep ours
+            row.opened_at = stored.opened_at
+    writes.upserts.extend(rows)
     listed = {p.ticket for p in fetch.positions}
     by_identifier = {p.position_id: p.ticket for p in fetch.positions}
     deals_by_position: dict[int, list[Deal]] = {}
@@ -372,8 +393,10 @@ def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int,
         account.baseline_reset_requested = False
         account.baseline_started_at = now
     drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
-    residual = plausibility.identity_residual(state=state, positions=fetch.positions)
-    metrics.account_identity_residual.observe(float(abs(residual)))
+    residual = None  # the identity does not hold for every broker (IDENTITY_BROKERS)
+    if account.broker in plausibility.IDENTITY_BROKERS:
+        residual = plausibility.identity_residual(state=state, positions=fetch.positions)
+        metrics.account_identity_residual.observe(float(abs(residual)))
     account.currency = state.currency
     account.leverage = state.leverage
     account.balance = state.balance
@@ -430,8 +453,9 @@ def _failed_read(account: TradingAccount, fetch: AccountFetch, before: dict,
 
 
 def _writes_flush(writes: _Writes, accounts: dict[int, TradingAccount],
-                  batch_size: int) -> None:
-    """Write what a batch gathered: one statement per kind of row (per ``batch_size``)."""
+                  batch_size: int) -> list[tuple[str, str]]:
+    """Write what a batch gathered: one statement per kind of row (per ``batch_size``).
+    Returns the (server, symbol) whose stored specification changed."""
     for position_pk, ticket in writes.retickets:
         # rare: the server re-opened a position under a new ticket (same identifier)
         Position.objects.filter(pk=position_pk).update(ticket=ticket)
@@ -460,10 +484,10 @@ def _writes_flush(writes: _Writes, accounts: dict[int, TradingAccount],
             accounts.values(), batch_size=batch_size, update_conflicts=True,
             unique_fields=["id"], update_fields=ACCOUNT_FIELDS,
         )
-    if writes.specs:
-        _instruments_upsert(writes.specs)
+    changed = _instruments_upsert(writes.specs) if writes.specs else []
     if writes.changes:
         _sync_status_alerts(writes.changes)
+    return changed
 
 
 def _known_positions(ok_ids: list[int]) -> dict[int, dict[int, Position]]:
@@ -519,7 +543,7 @@ def sync_results_apply(*, fetches: list[AccountFetch], token: uuid.UUID,
             outcome.synced.append(account.pk)
             _good_read(account=account, fetch=fetch, known=known, before=before,
                        seen_cash=seen_cash, writes=writes, now=now)
-        _writes_flush(writes, accounts, batch_size)
+        outcome.specs_changed = _writes_flush(writes, accounts, batch_size)
 
     metrics.position_sync_total.labels(result="ok").inc(len(outcome.synced))
     metrics.position_sync_total.labels(result="failed").inc(len(outcome.failed))
@@ -539,7 +563,20 @@ def _sync_status_alerts(changes: list[tuple[TradingAccount, str, str]]) -> None:
                                "error_code": account.sync_error_code})
 
 
-def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> None:
+SPEC_FIELDS = ["digits", "point", "contract_size", "tick_size", "volume_min", "volume_step",
+               "volume_max", "currency_base", "currency_profit", "currency_margin",
+               "filling_modes", "calc_mode"]
+#: a stored specification older than this is read again with the account's next read, so a
+#: broker's change (contract size, volume limits) is noticed
+SPEC_REFRESH = timedelta(hours=1)
+
+
+def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> list[tuple[str, str]]:
+    """Store the specifications read; return the (server, symbol) whose stored row differed
+    (a row seen for the first time is not a change). One query for the stored rows, one
+    upsert."""
+    stored = {(i.server, i.symbol): i for i in Instrument.objects.filter(
+        server__in={k[0] for k in specs}, symbol__in={k[1] for k in specs})}
     rows = [
         Instrument(
             server=server, symbol=s.symbol, digits=s.digits, point=s.point,
@@ -550,12 +587,14 @@ def _instruments_upsert(specs: dict[tuple[str, str], SymbolSpec]) -> None:
         )
         for (server, _), s in specs.items()
     ]
+    changed = [(row.server, row.symbol) for row in rows
+               if (old := stored.get((row.server, row.symbol))) is not None
+               and any(getattr(old, f) != getattr(row, f) for f in SPEC_FIELDS)]
     Instrument.objects.bulk_create(
         rows, update_conflicts=True, unique_fields=["server", "symbol"],
-        update_fields=["digits", "point", "contract_size", "tick_size", "volume_min",
-                       "volume_step", "volume_max", "currency_base", "currency_profit",
-                       "currency_margin", "filling_modes", "calc_mode"],
+        update_fields=[*SPEC_FIELDS, "updated_at"],
     )
+    return changed
 
 
 GatewayFactory = Callable[[TradingAccount], BrokerGateway]
@@ -658,7 +697,10 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
                           key=lambda a: (a.terminal_id or 0, a.pk))
         pending = _pending_positions(leased)
         servers = {a.server for a in accounts}
-        known = set(Instrument.objects.filter(server__in=servers).values_list("server", "symbol"))
+        # a specification stored long ago counts as unknown: read again (SPEC_REFRESH)
+        known = set(Instrument.objects.filter(
+            server__in=servers, updated_at__gte=timezone.now() - SPEC_REFRESH,
+        ).values_list("server", "symbol"))
         fetches = _fetch_all(accounts, gateway_for, pending, known, deadline, priority)
         outcome = sync_results_apply(fetches=fetches, token=token)
     finally:
