@@ -23,7 +23,8 @@ class UserAdmin(DjangoUserAdmin):
 @admin.register(TradingAccount)
 class TradingAccountAdmin(admin.ModelAdmin):
     list_display = (
-        "login", "user", "leverage_ratio", "balance_shown", "equity_shown", "margin_level_shown",
+        "login", "user", "broker", "leverage_ratio", "balance_shown", "equity_shown",
+        "margin_level_shown",
         "drawdown_shown", "sync_status", "last_synced_at",
     )
     list_filter = ("sync_status", "broker", "currency", "credentials_read_only", "is_active")

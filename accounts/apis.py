@@ -38,11 +38,14 @@ class AccountListCreateApi(APIView):
         return Response(AccountOutput(accounts, many=True).data)
 
     @extend_schema(request=AccountLinkInput, responses={201: AccountOutput, **ERRORS},
-                   summary="Link an MT5 account (verified through the broker)")
+                   summary="Link an MT5 or Interactive Brokers account (verified through "
+                           "the broker)")
     def post(self, request: Request) -> Response:
         data = AccountLinkInput(data=request.data)
         data.is_valid(raise_exception=True)
-        account = services.account_link(user=request.user, **data.validated_data)
+        broker, arguments = data.link_arguments()
+        link = services.ibkr_account_link if broker == "ibkr" else services.account_link
+        account = link(user=request.user, **arguments)
         return Response(AccountOutput(account).data, status=status.HTTP_201_CREATED)
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -59,9 +60,53 @@ def terminal_endpoint(terminal: Terminal | None) -> tuple[str, str]:
     return terminal.url, os.environ.get(terminal.token_env, "")
 
 
+def ib_client_id(terminal: Terminal) -> int:
+    """The TWS API clientId this process uses on IB Gateway ``terminal``: its ``client_id``
+    (default 0) + ``IB_CLIENT_ID_OFFSET`` (one per machine) + this process's id.
+
+    IB Gateway refuses a second connection with a clientId already connected (error 326),
+    and every process (each web and Celery worker process) keeps its own connection, so each
+    needs its own id: process ids are unique on one machine, the offset tells machines apart.
+    A clientId is a 32-bit integer; IB Gateway accepts at most 32 API connections at once."""
+    return (terminal.client_id or 0) + settings.IB_CLIENT_ID_OFFSET + os.getpid()
+
+
+class _Unassigned:
+    """The gateway of an account with no IB Gateway assigned: every call is unavailable
+    ("unknown", never flat), so the read is stale and retried until
+    ``accounts.terminals.terminals_rebalance`` gives it one."""
+
+    def __init__(self, account: TradingAccount) -> None:
+        self.account_id = account.login
+
+    def __getattr__(self, name: str) -> Any:
+        def unavailable(*_: Any, **__: Any) -> Any:
+            raise BrokerUnavailable(f"{name}: account {self.account_id} has no IB Gateway "
+                                    "(Terminal) assigned", detail={"call": name})
+        return unavailable
+
+
+def ib_gateway_for(*, account_id: str, terminal: Terminal) -> BrokerGateway:
+    """A gateway for IB account ``account_id`` (``U…``/``DU…``) behind IB Gateway
+    ``terminal`` (kind ib_gateway: ``host``, ``port``; clientId from ``ib_client_id``).
+    No password: IB Gateway holds the login. Never touches the network."""
+    return open_gateway(
+        broker=TradingAccount.Broker.IBKR, login=account_id, password="",
+        server=account_id, bridge_url="", bridge_token="",
+        timeout_seconds=settings.MT5_CONNECTION_TIMEOUT,
+        host=terminal.host, port=terminal.port or 0, client_id=ib_client_id(terminal),
+    )
+
+
 def account_gateway(account: TradingAccount) -> BrokerGateway:
     """A gateway logged in as ``account`` (lazily), through its terminal
-    (``TradingAccount.terminal``; none: ``MT5_BRIDGE_URL``). Raises CredentialsUnreadable."""
+    (``TradingAccount.terminal``; none: ``MT5_BRIDGE_URL``). An IBKR account has no
+    credentials: it is read through its IB Gateway (``ib_gateway_for``; none assigned:
+    every call raises BrokerUnavailable). Raises CredentialsUnreadable (MetaTrader 5)."""
+    if account.broker == TradingAccount.Broker.IBKR:
+        if account.terminal is None:
+            return cast(BrokerGateway, _Unassigned(account))
+        return ib_gateway_for(account_id=account.login, terminal=account.terminal)
     credentials = credentials_decrypt(account.credentials_encrypted)
     bridge_url, bridge_token = terminal_endpoint(account.terminal)
     return open_gateway(

@@ -13,13 +13,50 @@ MAX_LOGIN = 2**63 - 1
 
 
 class AccountLinkInput(serializers.Serializer):
-    login = serializers.IntegerField(min_value=1, max_value=MAX_LOGIN,
-                                     help_text="MT5 account number")
+    """MetaTrader 5 (``broker`` "mt5", the default): ``login``, ``password``, ``server``.
+    Interactive Brokers (``broker`` "ibkr"): ``account_id`` and optionally ``gateway`` and
+    ``read_only``; no password (IB Gateway holds the login)."""
+
+    REQUIRED = {"mt5": ("login", "password", "server"), "ibkr": ("account_id",)}
+
+    broker = serializers.ChoiceField(choices=TradingAccount.Broker.choices, default="mt5",
+                                     help_text="mt5 (default) or ibkr")
+    login = serializers.IntegerField(min_value=1, max_value=MAX_LOGIN, required=False,
+                                     help_text="MT5 account number (mt5)")
     password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True,
-                                     help_text="Investor (read-only) or master password")
-    server = serializers.CharField(max_length=100, help_text="Broker server, e.g. ICMarkets-Demo")
+                                     required=False,
+                                     help_text="Investor (read-only) or master password (mt5)")
+    server = serializers.CharField(max_length=100, required=False,
+                                   help_text="Broker server, e.g. ICMarkets-Demo (mt5)")
     broker_name = serializers.CharField(max_length=100, required=False, allow_blank=True,
                                         default="")
+    account_id = serializers.RegexField(
+        r"^D?U\d{4,12}$", max_length=16, required=False,
+        error_messages={"invalid": "An IB account id looks like U1234567 or DU1234567."},
+        help_text="IB account id, e.g. U1234567 or DU1234567 (paper) (ibkr)")
+    gateway = serializers.CharField(
+        max_length=64, required=False, default="", allow_blank=True,
+        help_text="Name of the IB Gateway serving the account (ibkr); empty: the one "
+                  "registered for it")
+    read_only = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Watched, never closed by the guards (ibkr; mt5 reads it from the broker)")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        missing = {name: [serializers.ErrorDetail("This field is required.", code="required")]
+                   for name in self.REQUIRED[attrs["broker"]] if name not in attrs}
+        if missing:
+            raise serializers.ValidationError(missing)
+        return attrs
+
+    def link_arguments(self) -> tuple[str, dict[str, Any]]:
+        """(broker, the keyword arguments of its link service) from the validated data."""
+        data = dict(self.validated_data)
+        broker = data.pop("broker")
+        if broker == "ibkr":
+            return broker, {k: data[k] for k in ("account_id", "gateway", "read_only",
+                                                  "broker_name")}
+        return broker, {k: data[k] for k in ("login", "password", "server", "broker_name")}
 
 
 class SyncSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ from rest_framework import status
 
 from accounts import metrics
 from accounts.crypto import credentials_encrypt, credentials_rotate
-from accounts.gateways import terminal_endpoint
+from accounts.gateways import ib_gateway_for, terminal_endpoint
 from accounts.models import BaselineReset, Terminal, TradeServer, TradingAccount, User
 from accounts.terminals import terminal_for_link
 from brokers import open_gateway
@@ -37,11 +38,13 @@ class AccountLinkError(ApplicationError):
 
 @transaction.atomic
 def trading_account_create(*, user: User, broker: str, broker_name: str, server: str,
-                           login: str, password: str, read_only: bool = False,
+                           login: str, password: str | None, read_only: bool = False,
                            cadence_seconds: int | None = None,
                            state: AccountState | None = None,
                            terminal: Terminal | None = None) -> TradingAccount:
-    """Store a linked account with its password encrypted; due for sync at once.
+    """Store a linked account with its password encrypted (``password`` None: an account
+    without credentials, such as IBKR's, whose IB Gateway holds the login; stored empty);
+    due for sync at once.
 
     The member's first active account becomes primary (the member's rows are locked so two
     concurrent links cannot both become primary). ``state``, when given, is the verified
@@ -60,7 +63,7 @@ def trading_account_create(*, user: User, broker: str, broker_name: str, server:
         server=server,
         login=str(login),
         is_primary=not has_primary,
-        credentials_encrypted=credentials_encrypt(password=password),
+        credentials_encrypted="" if password is None else credentials_encrypt(password=password),
         credentials_read_only=read_only,
         sync_cadence_seconds=cadence_seconds or settings.SYNC_DEFAULT_CADENCE_SECONDS,
         next_sync_at=now,
@@ -203,6 +206,94 @@ def account_link(*, user: User, login: int, password: str, server: str,
         )
     except IntegrityError:
         raise already_linked() from None
+    metrics.link_duration.observe(time.perf_counter() - started)
+    return account
+
+
+IB_ACCOUNT_ID = re.compile(r"^D?U\d{4,12}$")
+
+
+def _ib_gateway_resolve(*, account_id: str, gateway: str) -> Terminal:
+    """The IB Gateway (``Terminal`` of kind ib_gateway, enabled) serving ``account_id``:
+    the one named ``gateway``, or, unnamed, the only one whose ``servers`` lists the id
+    (or is empty: any). Raises AccountLinkError ``unknown_gateway`` (none by that name, or
+    none serving the id) or ``gateway_required`` (several could: name one)."""
+    gateways = Terminal.objects.filter(kind=Terminal.Kind.IB_GATEWAY, enabled=True)
+    if gateway:
+        named = gateways.filter(name=gateway).first()
+        if named is None:
+            raise AccountLinkError(f"No IB Gateway named {gateway!r} is registered.",
+                                   code="unknown_gateway", detail={"field": "gateway"})
+        return named
+    serving = [t for t in gateways.order_by("id") if not t.servers or account_id in t.servers]
+    if not serving:
+        raise AccountLinkError("No registered IB Gateway serves this account.",
+                               code="unknown_gateway", detail={"field": "gateway"})
+    listing = [t for t in serving if t.servers]
+    if len(listing) == 1:  # the gateway that names the account wins over "any"
+        return listing[0]
+    if len(serving) > 1:
+        raise AccountLinkError("Several IB Gateways could serve this account: name one.",
+                               code="gateway_required", detail={"field": "gateway"})
+    return serving[0]
+
+
+def _ib_verify(*, account_id: str, terminal: Terminal) -> AccountState:
+    """Read the account through IB Gateway ``terminal``: the id must be among the
+    gateway's managed accounts (TWS API: managedAccounts). Raises AccountLinkError 422
+    ``invalid_credentials`` (not managed there), ApplicationError 503
+    ``broker_unavailable`` (the gateway does not answer in time) or ``broker_error`` (it
+    answered nonsense). Stores nothing."""
+    gateway = ib_gateway_for(account_id=account_id, terminal=terminal)
+    try:
+        return gateway.account_state()
+    except BrokerAuthError:
+        raise AccountLinkError(
+            "This account id is not managed by that IB Gateway (it holds another login).",
+            code="invalid_credentials") from None
+    except BrokerUnavailable as exc:
+        raise ApplicationError(
+            "The IB Gateway could not be reached in time; nothing was stored. Try again.",
+            code="broker_unavailable", status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"reason": exc.code}) from None
+    except BrokerError as exc:
+        raise ApplicationError(
+            "The IB Gateway answered nonsense; nothing was stored.",
+            code="broker_error", status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"reason": exc.code}) from None
+
+
+def ibkr_account_link(*, user: User, account_id: str, gateway: str = "",
+                      read_only: bool = False, broker_name: str = "") -> TradingAccount:
+    """Link Interactive Brokers account ``account_id`` (``U1234567``, ``DU1234567``) to
+    ``user``, served by the IB Gateway named ``gateway`` (a ``Terminal`` of kind
+    ib_gateway; empty: the one registered for the id, ``_ib_gateway_resolve``).
+
+    No password: IB Gateway holds the login. The id is always verified against the
+    gateway's managed accounts: not managed there is 422 ``invalid_credentials``, the
+    gateway down is 503 ``broker_unavailable``; an unknown gateway is 422
+    ``unknown_gateway``. The account is stored with ``login`` and ``server`` both the id
+    (as the adapter reports it, so a read keys its instruments by it) and assigned to that
+    gateway; ``read_only``: watched, never closed. The same id linked by anyone is 409
+    ``already_linked``, answered after the verification. Nothing is stored on failure."""
+    metrics.link_started_total.inc()
+    started = time.perf_counter()
+    if not IB_ACCOUNT_ID.match(account_id):
+        raise AccountLinkError("An IB account id looks like U1234567 or DU1234567.",
+                               code="invalid_account_id", detail={"field": "account_id"})
+    terminal = _ib_gateway_resolve(account_id=account_id, gateway=gateway)
+    state = _ib_verify(account_id=account_id, terminal=terminal)
+    metrics.verified_total.inc()
+    try:
+        account = trading_account_create(
+            user=user, broker=TradingAccount.Broker.IBKR,
+            broker_name=broker_name or "Interactive Brokers", server=account_id,
+            login=account_id, password=None, read_only=read_only, state=state,
+            terminal=terminal)
+    except IntegrityError:
+        raise ApplicationError("This broker account is already linked.",
+                               code="already_linked",
+                               status_code=status.HTTP_409_CONFLICT) from None
     metrics.link_duration.observe(time.perf_counter() - started)
     return account
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -134,6 +134,12 @@ class BrokerPosition:
     def position_id(self) -> int:
         """The id that joins this position to its deals (``Deal.position_id``)."""
         return self.identifier or self.ticket
+
+
+#: ``BrokerPosition.opened_at`` when the broker no longer knows when the position opened
+#: (Interactive Brokers: the opening execution is older than the execution history it
+#: keeps); a stored opening time is kept over it.
+OPENED_AT_UNKNOWN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ from brokers.errors import (
     BrokerUnknownSymbol,
 )
 from brokers.gateway import (
+    OPENED_AT_UNKNOWN,
     AccountState,
     Bar,
     BrokerPosition,
@@ -853,7 +854,7 @@ class IbkrGateway:
         return bars
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = OPENED_AT_UNKNOWN
 
 
 def _close_result(ticket: int, trade: Any, *, requested: Decimal | None = None,

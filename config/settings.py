@@ -413,6 +413,12 @@ SYNC_LOG_RETENTION_DAYS = int(_positive("SYNC_LOG_RETENTION_DAYS", 90))
 # TERMINAL_LEASE_SECONDS (a killed worker's lease is taken over then)
 TERMINAL_FAILOVER_FAILURES = int(_positive("TERMINAL_FAILOVER_FAILURES", 3))
 TERMINAL_LEASE_SECONDS = _positive("TERMINAL_LEASE_SECONDS", 30)
+# IB Gateways (Terminal kind ib_gateway): each process connects as clientId = the terminal's
+# client_id + IB_CLIENT_ID_OFFSET + its process id (accounts.gateways.ib_client_id); give each
+# machine its own offset (e.g. 0, 5000000, 10000000: above Linux's largest pid, 4194304)
+IB_CLIENT_ID_OFFSET = env.int("IB_CLIENT_ID_OFFSET", default=0)
+if not 0 <= IB_CLIENT_ID_OFFSET <= 2_000_000_000:
+    raise ImproperlyConfigured("IB_CLIENT_ID_OFFSET must be between 0 and 2000000000")
 # The mark-to-market trigger (pipeline.tasks.mark_to_market): an account estimated within
 # this many percentage points of the critical drawdown (or at warning) gets a priority
 # read; routine reads of its terminal wait at most MTM_PRIORITY_SECONDS for it

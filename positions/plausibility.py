@@ -20,6 +20,12 @@ from decimal import Decimal
 from brokers.gateway import AccountState, BrokerPosition, Deal
 
 CENT = Decimal("0.01")
+#: Brokers whose equity is balance + credit + Σ(profit + swap): MetaTrader 5's. Interactive
+#: Brokers' is not: a stock's cost has left the cash (TotalCashValue) while its market value
+#: counts in NetLiquidation (equity = cash + Σ market value, a figure the positions do not
+#: carry in the account currency), and IB computes its account values in one snapshot of
+#: its own, so neither the re-read nor the residual applies to it.
+IDENTITY_BROKERS = frozenset({"mt5"})
 #: The smallest tolerance, in account currency, whatever the balance.
 MIN_TOLERANCE = Decimal("1.00")
 #: Margin at most this many times the notional ÷ leverage: margin rates above 100 %

@@ -304,7 +304,8 @@ def device_snapshot_apply(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[s
     While a pulled sync of the same account holds its lease: 409 ``sync_in_progress``.
     """
     account = key.account
-    if snapshot["account"]["login"] != int(account.login):
+    # compared as text: an IBKR account's login is its id (DU1234567), never an EA's number
+    if str(snapshot["account"]["login"]) != account.login:
         raise ApplicationError("The snapshot is for another account than the key's.",
                                code="login_mismatch", status_code=422,
                                detail={"field": "account.login"})

@@ -33,7 +33,14 @@ from accounts.crypto import CredentialsUnreadable
 from accounts.models import BaselineReset, TradingAccount
 from accounts.terminals import TerminalBusy, terminal_session
 from brokers.errors import BridgeRefused, BrokerError, BrokerTimeout, BrokerUnavailable
-from brokers.gateway import AccountState, BrokerGateway, BrokerPosition, Deal, SymbolSpec
+from brokers.gateway import (
+    OPENED_AT_UNKNOWN,
+    AccountState,
+    BrokerGateway,
+    BrokerPosition,
+    Deal,
+    SymbolSpec,
+)
 from config.events import alert_raise
 from positions import metrics, plausibility, pnl
 from positions.models import BeatLease, CashFlow, EquitySnapshot, Instrument, Position, SyncLog
@@ -154,13 +161,17 @@ def _history_needed(account: TradingAccount, state: AccountState,
     return held != {p.ticket: p.volume for p in positions} or len(held) != len(pending)
 
 
-def _consistent_read(gateway: BrokerGateway
+def _consistent_read(gateway: BrokerGateway, *, identity: bool = True
                      ) -> tuple[AccountState, tuple[BrokerPosition, ...]]:
     """The account, then its positions (always in that order); read both again, once, when
     equity ≠ balance + credit + Σ(profit + swap) beyond cent rounding (a tick moved between
-    the two calls), and keep the pair that adds up better. Raises BrokerError."""
+    the two calls), and keep the pair that adds up better. ``identity`` False (a broker
+    outside ``plausibility.IDENTITY_BROKERS``): one read of each, never re-read. Raises
+    BrokerError."""
     state = gateway.account_state()
     positions = tuple(gateway.positions())
+    if not identity:
+        return state, positions
     residual = abs(plausibility.identity_residual(state=state, positions=positions))
     if residual > plausibility.read_tolerance(positions=len(positions)):
         metrics.account_reread_total.inc()
@@ -185,7 +196,8 @@ def account_fetch(*, account: TradingAccount, gateway: BrokerGateway,
     started_at = timezone.now()
     t0 = time.perf_counter()
     try:
-        state, positions = _consistent_read(gateway)
+        state, positions = _consistent_read(
+            gateway, identity=account.broker in plausibility.IDENTITY_BROKERS)
         listed = {p.ticket for p in positions}
         deals: tuple[Deal, ...] = ()
         if _history_needed(account, state, positions, pending):
@@ -303,7 +315,13 @@ def _positions_apply(*, account: TradingAccount, fetch: AccountFetch,
     position identifier, which survives a re-ticket), re-ticket the ones the server re-opened.
     Returns the number closed now."""
     assert fetch.positions is not None
-    writes.upserts.extend(_position_row(account.pk, p, now) for p in fetch.positions)
+    rows = [_position_row(account.pk, p, now) for p in fetch.positions]
+    for row in rows:
+        stored = known.get(row.ticket)
+        if row.opened_at == OPENED_AT_UNKNOWN and stored is not None:
+            # the broker forgot when it opened (IB: beyond its execution history): keep ours
+            row.opened_at = stored.opened_at
+    writes.upserts.extend(rows)
     listed = {p.ticket for p in fetch.positions}
     by_identifier = {p.position_id: p.ticket for p in fetch.positions}
     deals_by_position: dict[int, list[Deal]] = {}
@@ -375,8 +393,10 @@ def _good_read(*, account: TradingAccount, fetch: AccountFetch, known: dict[int,
         account.baseline_reset_requested = False
         account.baseline_started_at = now
     drawdown = pnl.drawdown_percent(peak_equity=peak, equity=state.equity)
-    residual = plausibility.identity_residual(state=state, positions=fetch.positions)
-    metrics.account_identity_residual.observe(float(abs(residual)))
+    residual = None  # the identity does not hold for every broker (IDENTITY_BROKERS)
+    if account.broker in plausibility.IDENTITY_BROKERS:
+        residual = plausibility.identity_residual(state=state, positions=fetch.positions)
+        metrics.account_identity_residual.observe(float(abs(residual)))
     account.currency = state.currency
     account.leverage = state.leverage
     account.balance = state.balance
