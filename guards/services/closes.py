@@ -188,6 +188,11 @@ def _close_send(gateway: Any, request: CloseRequest, *, look_first: bool) -> lis
     return sends
 
 
+#: how long a close waits for its terminal's lease (another call sequence) before it counts
+#: as an ambiguous attempt, retried with the backoff
+TERMINAL_WAIT_SECONDS = 15.0
+
+
 def close_request_execute(*, close_request_id: int) -> str:
     """One attempt at a close request. Returns its status afterwards.
 
@@ -201,6 +206,7 @@ def close_request_execute(*, close_request_id: int) -> str:
     → done. Anything else → failed, alerted, left for a person.
     """
     from accounts.gateways import account_gateway
+    from accounts.terminals import TerminalBusy, terminal_session
 
     now = timezone.now()
     look_first = CloseRequest.objects.filter(
@@ -211,11 +217,16 @@ def close_request_execute(*, close_request_id: int) -> str:
     started = time.perf_counter()
     realized = None
     try:
-        gateway = account_gateway(request.account)
-        sends = _close_send(gateway, request, look_first=look_first)
-        if sends[-1].outcome == Outcome.DONE:
-            realized = _realized(gateway, request.ticket, request.account_id)
-    except BrokerError as exc:
+        # the account's terminal serves one call sequence at a time; a close goes ahead of
+        # routine reads (accounts.terminals)
+        with terminal_session(terminal_id=request.account.terminal_id, priority=True,
+                              deadline=time.monotonic() + TERMINAL_WAIT_SECONDS) as session:
+            gateway = account_gateway(request.account)
+            sends = _close_send(gateway, request, look_first=look_first)
+            if sends[-1].outcome == Outcome.DONE:
+                realized = _realized(gateway, request.ticket, request.account_id)
+            session.ok = True
+    except (BrokerError, TerminalBusy) as exc:
         # The read before sending failed (nothing sent) or the reply was lost (unknown):
         # either way the next attempt looks the position up first.
         sends = [_Send(Outcome.AMBIGUOUS, comment=f"{exc.code}: {exc}"[:200],
