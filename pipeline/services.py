@@ -151,7 +151,8 @@ def device_push(*, key: DeviceKey, snapshot: dict[str, Any]) -> dict[str, Any]:
 
 
 def liquidation_recheck(*, episode_id: int) -> str:
-    """The guard's re-check, reading fresh through the whole pipeline (a priority read)."""
+    """The guard's re-check, reading fresh through the whole pipeline (a priority read:
+    its terminal serves it before routine reads)."""
     return guard_episodes.liquidation_recheck(
         episode_id=episode_id,
-        read=lambda ids: accounts_sync(account_ids=ids, source="recheck"))
+        read=lambda ids: accounts_sync(account_ids=ids, source="recheck", priority=True))
