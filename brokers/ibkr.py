@@ -251,7 +251,11 @@ def deal_from(fill: Any, report: RawReport, *, rate: Decimal) -> Deal:
     EWrapper.commissionReport). ``rate`` converts the report's currency into the account's.
 
     ``profit`` + ``commission`` = ``realizedPNL`` (IB's realized P&L is net of the
-    commissions); an opening execution (realizedPNL UNSET) has entry "in" and profit 0.
+    commissions); an opening execution (realizedPNL UNSET) has entry "in" and nets to 0:
+    its commission is carried in avgCost, so the closing executions' realizedPNL already
+    counts it, and ``positions.pnl.position_closing`` (which sums the net of every deal
+    of a position, as MetaTrader 5's "in" deals need) must not count it twice. Its
+    ``commission`` is still reported; ``profit`` offsets it.
     """
     execution, contract = fill.execution, fill.contract
     side = {"BOT": Side.BUY, "SLD": Side.SELL}.get(execution.side)
@@ -276,7 +280,7 @@ def deal_from(fill: Any, report: RawReport, *, rate: Decimal) -> Deal:
         reason=reason,
         volume=_decimal(execution.shares, "shares", positive=True),
         price=_decimal(execution.price, "price", positive=True),
-        profit=Decimal(0) if opening else realized + commission,
+        profit=commission if opening else realized + commission,
         swap=Decimal(0),
         commission=-commission,
         fee=Decimal(0),

@@ -109,8 +109,10 @@ def test_realized_pnl_of_a_short_is_ibs_not_the_seeds(ib_gateway):
 def test_an_opening_execution_realizes_nothing():
     buy = fill(option(), side="BOT", shares=2.0, price=1.50, exec_id="0002.01")
     deal = deal_from(buy, RawReport("0002.01", "1.30", "USD", UNSET), rate=Decimal(1))
+    # the commission is in avgCost, so the closing realizedPNL counts it: the deal nets 0
     assert (deal.entry, deal.profit, deal.commission, deal.side) == (
-        "in", Decimal(0), Decimal("-1.30"), Side.BUY)
+        "in", Decimal("1.30"), Decimal("-1.30"), Side.BUY)
+    assert deal.net_profit == Decimal(0)
     assert deal.position_id == 5 and deal.ticket == exec_ticket("0002.01")
 
 
