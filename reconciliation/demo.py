@@ -22,6 +22,11 @@ in login order:
    the close path
 
 Every other account trades normally: at most two open bot positions, closed by the bot.
+
+Interactive Brokers accounts (behind the IB Gateway stand-in, which holds no bot orders:
+their positions were made "in TWS") are not traded; on the first one holding two positions
+the bot closes its GOOG position once it has been open ``BOT_CLOSE_AFTER``, so realized
+P&L and win rate show IB's figures (``_ibkr_close_once``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from brokers.errors import BrokerError
 from brokers.gateway import Side
 from brokers.sim.roster import DEMO_WITHDRAWAL_COMMENT
 from config.errors import ApplicationError
+from positions.models import Position
 from reconciliation.models import ExpectedTrade
 from reconciliation.services import expected_trade_register
 
@@ -207,12 +213,41 @@ def _trade_normally(account: TradingAccount, rng: random.Random) -> None:
         _place(account, trade)
 
 
+def _ibkr_close_once() -> None:
+    """Close the GOOG position of the first healthy IBKR account holding two positions,
+    once it has been open ``BOT_CLOSE_AFTER``, through the gateway (a market order with an
+    orderRef tag). Once: nothing more after any of its positions closed."""
+    accounts = TradingAccount.objects.filter(
+        broker=TradingAccount.Broker.IBKR, is_active=True, credentials_read_only=False,
+        sync_status=TradingAccount.SyncStatus.HEALTHY).order_by("login")
+    for account in accounts:
+        held = list(Position.objects.filter(account=account, status=Position.Status.OPEN))
+        if Position.objects.filter(account=account, status=Position.Status.CLOSED).exists():
+            return
+        if len(held) < 2:
+            continue
+        goog = next((p for p in held if p.symbol == "GOOG"), None)
+        if goog is None or timezone.now() - goog.opened_at < BOT_CLOSE_AFTER:
+            return
+        result = account_gateway(account).close_position(goog.ticket, None,
+                                                         f"demo-close-{account.login}")
+        logger.info("demo bot: IBKR %s GOOG close: %s %s", account.login, result.retcode,
+                    result.comment)
+        return
+
+
 def demo_bot_step(*, step: int) -> None:
     """One round over the demo accounts. Safe to repeat: scenarios run once each."""
-    # Scenarios belong to accounts by login order over every demo account, so an account
-    # that is not synced yet waits for its own scenario instead of shifting the others.
+    try:
+        _ibkr_close_once()
+    except BrokerError as exc:  # refused or unreachable: try again next step
+        logger.warning("demo bot: IBKR close: %s", exc)
+    # Scenarios belong to accounts by login order over every demo MT5 account, so an
+    # account that is not synced yet waits for its own scenario instead of shifting the
+    # others.
     accounts = list(TradingAccount.objects.filter(
-        is_active=True, credentials_read_only=False).order_by("login"))
+        broker=TradingAccount.Broker.MT5, is_active=True,
+        credentials_read_only=False).order_by("login"))
     for index, account in enumerate(accounts):
         if account.sync_status != TradingAccount.SyncStatus.HEALTHY:
             continue

@@ -18,6 +18,9 @@ DEMO_SERVER = "SimBroker-Demo"
 BOT_MAGIC = 20240101
 #: The comment of the demo bot's 30 % withdrawal (the smoke test's guard_check looks for it).
 DEMO_WITHDRAWAL_COMMENT = "demo withdrawal 30 %"
+#: the IB Gateway stand-in's paper accounts (its defaults: 100,000 USD and 50,000 EUR); the
+#: demo links both, and the Procfile's ``ibgateway`` seeds their positions
+DEMO_IB_ACCOUNTS = (("DU1234567", "USD"), ("DU7654321", "EUR"))
 FIRST_LOGIN = 51000001
 LEVERAGES = (30, 100, 100, 200, 500)
 BALANCES = (500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000)

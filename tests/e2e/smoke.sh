@@ -12,7 +12,7 @@ stop_demo() {
   pkill -9 -f "$work/clone" || true
 }
 trap 'status=$?; stop_demo; rm -rf "$work"; exit $status' EXIT
-for port in 8000 8765 8766 9808 5555; do
+for port in 8000 8765 8766 9808 5555 4002 4102; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "smoke: port $port is already in use (another demo running?); stop it first"; exit 1
   fi
@@ -99,4 +99,23 @@ PY
   || { grep -E "demo bot|Traceback|Error" "$work/demo.log" | tail -40; tail -40 "$work/demo.log"; exit 1; }
 # The over-leveraged demo account crosses its critical drawdown on that gap and is liquidated.
 .venv/bin/python manage.py guard_check --timeout 180 || { tail -60 "$work/demo.log"; exit 1; }
+# The IBKR paper accounts behind the IB Gateway stand-in sync, and the demo bot's close of
+# one GOOG position shows IB's realized P&L.
+.venv/bin/python manage.py shell -c '
+import sys, time
+from accounts.models import TradingAccount
+from positions.models import Position
+for _ in range(120):
+    ib = TradingAccount.objects.filter(broker="ibkr")
+    closed = Position.objects.filter(account__broker="ibkr", status="closed",
+                                     realized_pnl__isnull=False).first()
+    if ib.count() == 2 and all(a.sync_status == "healthy" for a in ib) and closed:
+        figures = ", ".join(f"{a.login} {a.equity} {a.currency}" for a in ib)
+        print(f"smoke: IBKR accounts healthy ({figures}); closed {closed.symbol} "
+              f"realized {closed.realized_pnl}")
+        sys.exit(0)
+    time.sleep(1)
+print("smoke: IBKR:", list(TradingAccount.objects.filter(broker="ibkr").values_list("login", "sync_status", "sync_error_message")))
+sys.exit(1)
+' || { grep -E "ibgateway|IBKR" "$work/demo.log" | tail -30; exit 1; }
 echo "smoke: ok"

@@ -1,4 +1,5 @@
-"""Seed the demo: an owner and the members of the simulated terminal's roster.
+"""Seed the demo: an owner and the members of the simulated terminal's roster, and two
+Interactive Brokers paper accounts behind the IB Gateway stand-in.
 
 Idempotent: users and accounts that exist are left as they are. The roster
 (``brokers.sim.roster``) is deterministic, so the terminal process and this command agree
@@ -17,7 +18,7 @@ from django.utils import timezone
 from accounts.models import Terminal, TradeServer, TradingAccount, User
 from accounts.services import trading_account_create
 from brokers.servertime import zone_for_offset
-from brokers.sim.roster import DEMO_SERVER, demo_roster, roster_part_of
+from brokers.sim.roster import DEMO_IB_ACCOUNTS, DEMO_SERVER, demo_roster, roster_part_of
 
 
 class Command(BaseCommand):
@@ -74,6 +75,8 @@ class Command(BaseCommand):
                 TradingAccount.objects.filter(pk=account.pk).update(verified_at=timezone.now())
                 new_accounts += 1
         self._trade_servers({spec.server for member in roster for spec in member.accounts})
+        if roster:
+            new_accounts += self._ibkr(User.objects.get(username=roster[0].username))
         total = TradingAccount.objects.count()
         self.stdout.write(f"demo ready: {User.objects.filter(role=User.Role.MEMBER).count()} "
                           f"members, {total} accounts ({new_accounts} new)")
@@ -100,6 +103,32 @@ class Command(BaseCommand):
         self.stdout.write(f"terminals: {', '.join(f'{t.name} {t.url}' for t in fleet)} "
                           "(each holds half of the roster)")
         return fleet
+
+    def _ibkr(self, user: User) -> int:
+        """The IB Gateway stand-in (Procfile ``ibgateway`` on ``SIM_IB_PORT``, 4002) as the
+        owner would register an IB Gateway: Terminal ``ib-gateway`` (clientId base 100,
+        serving its two paper accounts), and those accounts linked to the mini app member:
+        ``DU1234567`` (USD; GOOG and EURUSD) and ``DU7654321`` (EUR; GOOG). Verified by
+        construction (the stand-in manages them; it is not running yet). Returns how many
+        were new."""
+        port = int(os.environ.get("SIM_IB_PORT", "4002"))
+        ids = [account_id for account_id, _ in DEMO_IB_ACCOUNTS]
+        terminal, _ = Terminal.objects.update_or_create(name="ib-gateway", defaults={
+            "kind": Terminal.Kind.IB_GATEWAY, "host": "127.0.0.1", "port": port,
+            "client_id": 100, "servers": ids, "capacity": 100})
+        new = 0
+        for account_id in ids:
+            if TradingAccount.objects.filter(broker=TradingAccount.Broker.IBKR,
+                                             login=account_id, is_active=True).exists():
+                continue
+            account = trading_account_create(
+                user=user, broker=TradingAccount.Broker.IBKR, broker_name="IB paper (stand-in)",
+                server=account_id, login=account_id, password=None, terminal=terminal)
+            TradingAccount.objects.filter(pk=account.pk).update(verified_at=timezone.now())
+            new += 1
+        self.stdout.write(f"IB Gateway {terminal.name} 127.0.0.1:{port}: {', '.join(ids)} "
+                          f"linked to {user.username}")
+        return new
 
     def _trade_servers(self, names: set[str]) -> None:
         """The simulated servers' time zone, as the owner would set it in the admin: the
