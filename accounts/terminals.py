@@ -40,6 +40,9 @@ from accounts.models import Terminal, TradingAccount
 KIND_FOR_BROKER = {TradingAccount.Broker.MT5: Terminal.Kind.MT5,
                    TradingAccount.Broker.IBKR: Terminal.Kind.IB_GATEWAY}
 LEASE_POLL_SECONDS = 0.01
+#: a priority caller (a priority read, a re-check, a close) waiting for a terminal holds
+#: routine call sequences back this long, renewed while it waits
+PRIORITY_WAIT_SECONDS = 1.0
 
 
 def terminal_healthy(terminal: Terminal) -> bool:
@@ -200,9 +203,16 @@ def terminal_session(*, terminal_id: int | None, deadline: float,
     if terminal_id is None:
         yield session
         return
+    flagged = 0.0
     while (token := terminal_lease_acquire(terminal_id=terminal_id, priority=priority)) is None:
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             raise TerminalBusy(f"terminal {terminal_id} busy until the batch's deadline")
+        if priority and now - flagged > PRIORITY_WAIT_SECONDS / 2:
+            # a priority caller waiting holds routine sequences back, so it is next
+            terminal_priority_request(terminal_ids=[terminal_id],
+                                      seconds=PRIORITY_WAIT_SECONDS, extend_only=True)
+            flagged = now
         time.sleep(LEASE_POLL_SECONDS)
     started = time.perf_counter()
     try:
@@ -218,13 +228,17 @@ class _Session:
     error: str = ""
 
 
-def terminal_priority_request(*, terminal_ids: Iterable[int], seconds: float
-                              ) -> datetime:
+def terminal_priority_request(*, terminal_ids: Iterable[int], seconds: float,
+                              extend_only: bool = False) -> datetime:
     """Hold routine call sequences back from these terminals for at most ``seconds``, so
-    a priority read queued now takes the lease first. One UPDATE; returns the stamp the
-    priority read passes to ``terminal_priority_done``."""
+    a priority read queued now takes the lease first. One UPDATE (``extend_only``: only
+    where it would hold them longer than now); returns the stamp the priority read
+    passes to ``terminal_priority_done``."""
     until = timezone.now() + timedelta(seconds=seconds)
-    Terminal.objects.filter(pk__in=list(terminal_ids)).update(priority_until=until)
+    rows = Terminal.objects.filter(pk__in=list(terminal_ids))
+    if extend_only:
+        rows = rows.filter(Q(priority_until__isnull=True) | Q(priority_until__lt=until))
+    rows.update(priority_until=until)
     return until
 
 

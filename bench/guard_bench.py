@@ -1,38 +1,44 @@
-"""Benchmark the drawdown guard's reaction time: price gap → close order at the terminal.
+"""Benchmark the guard's reaction at scale: a fleet of terminals, with and without the
+mark-to-market trigger, on the real 2017-04-23 weekend gap (issue 11, "Done means").
 
-    .venv/bin/python bench/guard_bench.py [--accounts 2000] [--critical 50] [--batch 100]
+    .venv/bin/python bench/guard_bench.py [--accounts 2000] [--terminals 4] \
+        [--login-ms 150] [--isolated 4] [--mass 50] [--batch 20]
 
-The question (the issue): with 2,000 accounts syncing, drop the price so that 50 accounts
-cross the critical drawdown, and measure per account the time from the terminal's equity
-crossing the level to the close order arriving at the terminal; p50 and p99. Goal: p99
-under 1 s plus the warning delay.
+Four runs, one after another, each on fresh simulated terminals and a fresh scratch
+database (``bench_guard``): the gap can happen only once per terminal.
 
-What it does, in ONE process (one worker doing the work of the sync, guards and close
-queues, interleaved):
+- **isolated** (``--isolated`` accounts cross critical) and **mass gap** (``--mass``),
+- each **without** the trigger (only the routine read cycle finds them) and **with** it
+  (``pipeline.services.mark_to_market`` every second: estimates from quotes, priority
+  reads on the guards queue, which their terminal serves before routine reads).
 
-1. creates a scratch PostgreSQL database (``bench_guard``: not the other benches'
-   ``bench_backoffice``, which they empty when they start), empties the project's
-   tables, starts a ``--sim --manual-clock`` bridge with
-   ``--accounts`` USD accounts (100,000 each, five 0.10-lot EURUSD positions) and links
-   them; moves the replay to bar 59 (2017-04-21 20:00, the Friday before the 2017-04-23
-   weekend gap) and opens a ``--lots`` SELL on ``--critical`` accounts spread over the id
-   range: the +1.55 % gap costs them about 22 % of their peak equity (critical: 20 %);
-2. syncs every account once (peaks set, nothing critical), then marks every account due
-   (``next_sync_at`` moved back an hour, order kept): the worst case where the sync queue
-   has the whole roster to go through; sets the GuardSettings warning delay to 0 s so the
-   number measured is the reaction time *excluding* the warning delay;
-3. t0, then ``sim_advance(1)``: the gap; every critical account's equity crosses at the
-   terminal in that call;
-4. one sync cycle in the dispatcher's order (``sync_dispatch`` then ``accounts_sync`` per
-   batch); right after a batch whose guard opened episodes, runs ``liquidation_recheck``
-   and ``close_request_execute`` for them, as the ``guards`` and ``close`` queues would do
-   beside the sync queue (here: after that batch, before the next one);
-5. times every ``order_send`` reaching the bridge (``BridgeTerminal.order_send`` wrapped
-   in this process: measurement only), checks every critical account is flat at the
-   terminal (``sim_positions``) and the others untouched, and prints p50 / p99 / max.
+Each run:
 
-Celery's on-commit scheduling publishes to ``memory://`` (nobody consumes it). Timings are
-printed, never asserted.
+1. starts ``--terminals`` ``--sim --manual-clock`` bridges with ``--login-ms`` (150: a real
+   terminal's login switch), each seeded with the same ``--accounts`` USD accounts (100,000,
+   five 0.10-lot EURUSD positions; a broker's terminals can all log into any account);
+   links them and registers the terminals; ``terminals_rebalance`` spreads the accounts;
+2. moves every terminal to bar 59 (2017-04-21 20:00, the Friday before the gap) and opens
+   a ``--lots`` SELL on the crossing accounts (on their own terminal), spread over the
+   ids: the +1.55 % gap costs them about 22 % of their peak (critical: 20 %);
+3. reads every account once (the warm-up: peaks set, nothing critical), sets the warning
+   delay to 0 s (the times EXCLUDE it) and marks every account due (the worst case: the
+   whole roster waits in the sync queue);
+4. t0, then ``sim_advance(1)`` on every terminal (the gap), then runs the queues as
+   threads, as Celery would with separate workers: one **sync** worker per terminal
+   taking the dispatcher's batches (one terminal per batch), two **guards** workers
+   (priority reads, re-checks, closes) and, with the trigger, a beat thread running the
+   mark-to-market pass every second. Every terminal call sequence holds its terminal's
+   lease (``accounts.terminals``), whichever thread makes it;
+5. stops when every crossing account is flat at its terminal (or after ``--timeout``), and
+   checks: all flat, no close order to any other account, and no stray close (every
+   closed account's fresh reads after the gap were at or beyond warning).
+
+It prints, per scenario, the time from the gap to each crossing account being flat at
+the terminal (p50, p99, max) with and without the trigger, and their ratio; the mass-gap
+limit ``ceil(K/N) × (login + read + positions × close)`` from the login, read and close
+times measured in the run. Timings are printed, never asserted. The whole roster's read
+cycle is printed too: that is what an account waits for without the trigger.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import subprocess
+import queue
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,23 +64,12 @@ from tests.support.processes import (  # noqa: E402
     tables_empty,
 )
 
-# Its own scratch database: the other benches share ``bench_backoffice`` and empty it
-# (TRUNCATE) when they start, which would deadlock with or wipe a run of this one.
 BENCH_DB = "bench_guard"
 bench_environment(BENCH_DB, redis_url="redis://127.0.0.1:6379/13")
 
-# The project's tables (dependants go with CASCADE); auth, contenttypes, celery beat stay.
 PROJECT_APPS = ("accounts", "positions", "reconciliation", "risk", "guards", "notifications")
 FRIDAY_2000 = 59  # bar index of 2017-04-21 20:00; the next bar gaps +1.55 %
 GOAL_SECONDS = 1.0
-
-
-def start_bridge(accounts: int) -> tuple[subprocess.Popen, str]:
-    return bridge_start(
-        "--bench-accounts", str(accounts),
-        # instant login switches, as the figures in README were measured (the bridge's
-        # default is a realistic 150 ms: brokers/sim/README.md, "Login switch latency")
-        "--login-ms", "0")
 
 
 def rank(values: list[float], q: float) -> float:
@@ -85,49 +82,378 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
+@dataclass
+class Run:
+    """What one run measured (seconds from t0, monotonic)."""
+
+    scenario: str
+    trigger: bool
+    crossing: int
+    flat_at: dict[int, float] = field(default_factory=dict)  # login -> last order answered
+    others_closed: list[int] = field(default_factory=list)
+    stray: list[int] = field(default_factory=list)
+    not_flat: list[int] = field(default_factory=list)
+    close_seconds: list[float] = field(default_factory=list)
+    cycle_seconds: float = 0.0
+    priority_reads: int = 0
+
+
+@dataclass
+class _State:
+    """One run's queues and clocks, shared by its threads."""
+
+    result: Run
+    t0_wall: object
+    t0: float
+    sync_q: queue.Queue = field(default_factory=queue.Queue)
+    guards_q: queue.Queue = field(default_factory=queue.Queue)
+    stop: threading.Event = field(default_factory=threading.Event)
+    cycle_done: threading.Event = field(default_factory=threading.Event)
+    remaining: int = 0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.orders: dict[int, list[tuple[float, float]]] = {}
+        self.lock = threading.Lock()
+
+    # --- setup ---
+    def start(self) -> None:
+        from django.conf import settings
+
+        from brokers.bridge.client import BridgeTerminal
+
+        self.bridges = []
+        for _ in range(self.args.terminals):
+            process, url = bridge_start("--bench-accounts", str(self.args.accounts),
+                                        "--login-ms", str(self.args.login_ms))
+            self.bridges.append((process, url,
+                                 BridgeTerminal(url, settings.MT5_BRIDGE_TOKEN, timeout=120)))
+
+    def stop(self) -> None:
+        for process, _, _ in self.bridges:
+            process.terminate()
+        for process, _, _ in self.bridges:
+            process.wait(timeout=10)
+
+    def seed(self, crossing: int) -> tuple[list[int], dict[int, int], set[int]]:
+        """Accounts, their terminals, the crossing accounts' SELLs. Returns (ids, login
+        by id, crossing ids)."""
+        from accounts.crypto import credentials_encrypt
+        from accounts.models import Terminal, TradingAccount, User
+        from accounts.terminals import terminals_rebalance
+        from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
+
+        tables_empty(PROJECT_APPS)
+        user, _ = User.objects.get_or_create(username="bench")
+        TradingAccount.objects.bulk_create([
+            TradingAccount(user=user, broker="mt5", broker_name="Bench", server=BENCH_SERVER,
+                           login=str(BENCH_FIRST_LOGIN + i), is_primary=(i == 0),
+                           credentials_encrypted=credentials_encrypt(
+                               password=f"bench-{BENCH_FIRST_LOGIN + i}"))
+            for i in range(self.args.accounts)], batch_size=1000)
+        for n, (_, url, _) in enumerate(self.bridges, start=1):
+            Terminal.objects.create(name=f"bench-{n}", url=url, capacity=self.args.accounts)
+        terminals_rebalance(limit=self.args.accounts)
+        rows = list(TradingAccount.objects.order_by("id").values_list(
+            "id", "login", "terminal__url"))
+        ids = [r[0] for r in rows]
+        login_of = {r[0]: int(r[1]) for r in rows}
+        self.bridge_of = {int(r[1]): self._admin(r[2]) for r in rows}
+        step = len(ids) / crossing
+        crossing_ids = {ids[int(step * k + step / 2)] for k in range(crossing)}
+        for _, _, admin in self.bridges:
+            admin.sim("sim_advance", FRIDAY_2000)
+        for account_id in crossing_ids:
+            login = login_of[account_id]
+            self.bridge_of[login].sim("sim_open", login, "EURUSD", "sell", self.args.lots,
+                                      magic=1, comment="bench:gap")
+        return ids, login_of, crossing_ids
+
+    def _admin(self, url: str):
+        return next(admin for _, u, admin in self.bridges if u == url)
+
+    # --- the queues, as threads ---
+    def by_terminal(self, ids: list[int]) -> list[list[int]]:
+        from accounts.models import TradingAccount
+
+        groups: dict[int, list[int]] = {}
+        for pk, terminal_id in TradingAccount.objects.filter(pk__in=ids).order_by(
+                "id").values_list("id", "terminal_id"):
+            groups.setdefault(terminal_id, []).append(pk)
+        b = self.args.batch
+        return [g[i:i + b] for g in groups.values() for i in range(0, len(g), b)]
+
+    def read_all(self, ids: list[int]) -> None:
+        """Read every account once, one thread per terminal."""
+        from django.db import connection
+
+        from pipeline.services import accounts_sync
+
+        def work(batches: list[list[int]]) -> None:
+            try:
+                for batch in batches:
+                    accounts_sync(account_ids=batch)
+            finally:
+                connection.close()
+
+        per_terminal: dict[int, list[list[int]]] = {}
+        for batch in self.by_terminal(ids):
+            per_terminal.setdefault(len(per_terminal) % self.args.terminals, []).append(batch)
+        threads = [threading.Thread(target=work, args=(b,)) for b in per_terminal.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def run(self, scenario: str, crossing: int, trigger: bool) -> Run:
+        from django.db.models import F
+
+        from accounts.models import TradingAccount
+        from guards import services as guards
+        from guards.models import GuardSettings, LiquidationEpisode
+
+        self.start()
+        try:
+            ids, login_of, crossing_ids = self.seed(crossing)
+            t = time.perf_counter()
+            self.read_all(ids)
+            warm = time.perf_counter() - t
+            assert not LiquidationEpisode.objects.exists(), "critical before the gap"
+            row = guards.guard_settings_get()
+            self.default_delay = row.pre_liquidation_warning_seconds
+            GuardSettings.objects.filter(pk=row.pk).update(pre_liquidation_warning_seconds=0)
+            TradingAccount.objects.update(next_sync_at=F("next_sync_at") - timedelta(hours=1))
+            print(f"  [{scenario}, {'with' if trigger else 'without'} the trigger] warm-up "
+                  f"read of {len(ids)} accounts over {self.args.terminals} terminals: "
+                  f"{warm:.1f} s", flush=True)
+            result = Run(scenario, trigger, len(crossing_ids))
+            self.orders.clear()
+            crossing_logins = {login_of[i] for i in crossing_ids}
+            state = self.gap(ids, result)
+            flat_seen = self.work(state, crossing_logins, trigger)
+            self.check(result, crossing_logins, login_of, state.t0_wall, state.t0)
+            print(f"    crossing accounts flat after {flat_seen:.2f} s; priority reads "
+                  f"{result.priority_reads}", flush=True)
+            return result
+        finally:
+            self.stop()
+
+    def gap(self, ids: list[int], result: Run) -> _State:
+        """t0, the gap on every terminal at once, then the dispatcher's batches."""
+        from django.utils import timezone
+
+        from positions.services import sync_dispatch
+
+        state = _State(result=result, t0_wall=timezone.now(), t0=time.monotonic())
+        threads = [threading.Thread(target=a.sim, args=("sim_advance", 1))
+                   for _, _, a in self.bridges]
+        for g in threads:
+            g.start()
+        for g in threads:
+            g.join()
+        sync_dispatch(limit=len(ids), batch_size=self.args.batch, enqueue=state.sync_q.put)
+        state.remaining = state.sync_q.qsize()
+        return state
+
+    def work(self, state: _State, crossing_logins: set[int], trigger: bool) -> float:
+        """Run the queues until every crossing account is flat (and, without the trigger,
+        the read cycle is through); returns when they were seen flat (s after t0)."""
+        threads = [threading.Thread(target=self.sync_worker, args=(state,))
+                   for _ in range(self.args.terminals)]
+        threads += [threading.Thread(target=self.guards_worker, args=(state,))
+                    for _ in range(2)]
+        if trigger:
+            threads.append(threading.Thread(target=self.beat, args=(state,)))
+        for th in threads:
+            th.start()
+        deadline = state.t0 + self.args.timeout
+        while time.monotonic() < deadline:
+            if self.all_flat(crossing_logins) and (state.cycle_done.is_set() or trigger):
+                break
+            time.sleep(0.05)
+        flat_seen = time.monotonic() - state.t0
+        state.stop.set()
+        for th in threads:
+            th.join()
+        if not state.cycle_done.is_set():
+            state.result.cycle_seconds = float("nan")
+        return flat_seen
+
+    def after_read(self, state: _State, batch: list[int]) -> None:
+        from guards.models import LiquidationEpisode
+
+        for episode_id in LiquidationEpisode.objects.filter(
+                account_id__in=batch, status=LiquidationEpisode.Status.WARNING,
+                started_at__gte=state.t0_wall).values_list("pk", flat=True):
+            state.guards_q.put(("recheck", episode_id))
+
+    def sync_worker(self, state: _State) -> None:
+        from django.db import connection
+
+        from pipeline import services as pipeline
+
+        try:
+            while not state.stop.is_set():
+                try:
+                    batch = state.sync_q.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                pipeline.accounts_sync(account_ids=batch)
+                self.after_read(state, batch)
+                with self.lock:
+                    state.remaining -= 1
+                    if state.remaining == 0:
+                        state.result.cycle_seconds = time.monotonic() - state.t0
+                        state.cycle_done.set()
+        finally:
+            connection.close()
+
+    def guards_worker(self, state: _State) -> None:
+        from django.db import connection
+
+        try:
+            while not state.stop.is_set():
+                try:
+                    kind, arg = state.guards_q.get(timeout=0.02)
+                except queue.Empty:
+                    continue
+                self.guards_task(state, kind, arg)
+        finally:
+            connection.close()
+
+    def beat(self, state: _State) -> None:
+        from django.db import connection
+
+        from pipeline import services as pipeline
+
+        try:
+            while not state.stop.is_set():
+                tick = time.monotonic()
+                pipeline.mark_to_market(enqueue=lambda a, tid, stamp: state.guards_q.put(
+                    ("priority", [a, tid, stamp])))
+                state.stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+        finally:
+            connection.close()
+
+    def guards_task(self, state: _State, kind: str, arg) -> None:
+        """One task of the guards and close queues."""
+        from datetime import datetime
+
+        from guards import services as guards
+        from guards.models import CloseRequest
+        from guards.services.closes import FINAL_CLOSE
+        from pipeline import services as pipeline
+
+        result, guards_q = state.result, state.guards_q
+
+        if kind == "priority":
+            ids, terminal_id, stamp = arg
+            result.priority_reads += len(ids)
+            pipeline.accounts_priority_read(account_ids=ids, terminal_id=terminal_id,
+                                            stamp=datetime.fromisoformat(stamp))
+            self.after_read(state, ids)
+        elif kind == "recheck":
+            pipeline.liquidation_recheck(episode_id=arg)
+            for request_id in CloseRequest.objects.filter(episode_id=arg).order_by(
+                    "pk").values_list("pk", flat=True):
+                guards_q.put(("close", request_id))
+        elif kind == "close":
+            t = time.monotonic()
+            status = guards.close_request_execute(close_request_id=arg)
+            result.close_seconds.append(time.monotonic() - t)
+            if status not in FINAL_CLOSE:
+                guards_q.put(("close", arg))
+
+    def all_flat(self, logins: set[int]) -> bool:
+        with self.lock:
+            if not all(login in self.orders for login in logins):
+                return False
+        return all(self.bridge_of[login].sim("sim_positions", login) == () for login in logins)
+
+    def check(self, result: Run, crossing_logins: set[int], login_of: dict[int, int],
+              t0_wall, t0: float) -> None:
+        from django.db.models import Max
+
+        from accounts.models import TradingAccount
+        from guards import services as guards
+        from positions.models import EquitySnapshot
+
+        alert = guards.guard_settings_get().drawdown_alert_threshold_percent
+        for login in crossing_logins:
+            if self.bridge_of[login].sim("sim_positions", login) != ():
+                result.not_flat.append(login)
+            elif login in self.orders:
+                result.flat_at[login] = self.orders[login][-1][1] - t0
+        result.others_closed = sorted(set(self.orders) - crossing_logins)
+        closed_ids = [pk for pk, login in login_of.items() if login in self.orders]
+        worst = dict(EquitySnapshot.objects.filter(
+            account_id__in=closed_ids, taken_at__gte=t0_wall).values("account_id")
+            .annotate(m=Max("drawdown_percent")).values_list("account_id", "m"))
+        result.stray = sorted(login_of[pk] for pk in closed_ids
+                              if worst.get(pk) is None or worst[pk] < alert)
+        _ = TradingAccount
+
+    # --- measuring the parts of the mass-gap limit ---
+    def parts(self) -> tuple[float, float]:
+        """(login switch, read) seconds on one terminal, measured: an account_state that
+        needs a login switch, and a full read (account_state + positions) without one."""
+        from django.conf import settings
+
+        from brokers import open_gateway
+        from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
+
+        self.start()
+        try:
+            url = self.bridges[0][1]
+            switches, reads = [], []
+            for i in range(10):
+                login = BENCH_FIRST_LOGIN + i
+                gateway = open_gateway(broker="mt5", login=login, password=f"bench-{login}",
+                                       server=BENCH_SERVER, bridge_url=url,
+                                       bridge_token=settings.MT5_BRIDGE_TOKEN,
+                                       timeout_seconds=30)
+                t = time.perf_counter()
+                gateway.account_state()
+                switches.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                gateway.account_state()
+                gateway.positions()
+                reads.append(time.perf_counter() - t)
+            read = rank(reads, .5)
+            return max(rank(switches, .5) - read / 2, 0.0), read
+        finally:
+            self.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=2000)
-    parser.add_argument("--critical", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=100, help="sync batch size")
-    parser.add_argument("--lots", default="12", help="volume of each critical SELL")
+    parser.add_argument("--terminals", type=int, default=4)
+    parser.add_argument("--login-ms", type=float, default=150.0)
+    parser.add_argument("--isolated", type=int, default=4)
+    parser.add_argument("--mass", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=20, help="sync batch size")
+    parser.add_argument("--lots", default="12", help="volume of each crossing SELL")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds a run may take after the gap")
+    parser.add_argument("--scenarios", default="isolated,mass")
     args = parser.parse_args()
-    if not 0 < args.critical <= args.accounts:
-        raise SystemExit("--critical must be between 1 and --accounts")
 
     database_ensure()
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
-    from django.db.models import F
-    from django.utils import timezone
 
     call_command("migrate", verbosity=0)
-    # Celery's on-commit publishes go to memory://; kombu warns it has no hostname.
     logging.getLogger("kombu.connection").setLevel(logging.ERROR)
+    logging.getLogger("pipeline.services").setLevel(logging.ERROR)
 
-    from accounts.crypto import credentials_encrypt
-    from accounts.models import TradingAccount, User
     from brokers.bridge.client import BridgeTerminal
-    from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
-    from guards import services as guards
-    from guards.models import CloseRequest, GuardSettings, LiquidationEpisode
-    from guards.services.closes import FINAL_CLOSE
-    from pipeline import services as pipeline
-    from pipeline.services import accounts_sync
-    from positions.services import sync_dispatch
 
-    tables_empty(PROJECT_APPS)
-    user, _ = User.objects.get_or_create(username="bench")
-    print(f"seeding {args.accounts} accounts in the bridge and the database ...", flush=True)
-    bridge, url = start_bridge(args.accounts)
-    settings.MT5_BRIDGE_URL = url
-    admin = BridgeTerminal(url, settings.MT5_BRIDGE_TOKEN, timeout=60)
-
-    # Every order_send that reaches the bridge, per login: (sent, answered), monotonic.
-    orders: dict[int, list[tuple[float, float]]] = {}
+    bench = Bench(args)
     plain_order_send = BridgeTerminal.order_send
 
     def timed_order_send(self: BridgeTerminal, request: dict) -> object:
@@ -136,183 +462,79 @@ def main() -> None:
         try:
             return plain_order_send(self, request)
         finally:
-            orders.setdefault(login, []).append((sent, time.monotonic()))
+            with bench.lock:
+                bench.orders.setdefault(login, []).append((sent, time.monotonic()))
 
     BridgeTerminal.order_send = timed_order_send  # type: ignore[method-assign]
+    print(f"fleet: {args.terminals} simulated terminals, login switch {args.login_ms:g} ms; "
+          f"{args.accounts} accounts x 5 positions; sync batches of {args.batch}; "
+          f"{args.terminals} sync workers, 2 guards workers", flush=True)
+    login, read = bench.parts()
+    print(f"measured on one terminal: login switch {ms(login)}, read (account + positions) "
+          f"{ms(read)}", flush=True)
+    runs: dict[tuple[str, bool], Run] = {}
+    sizes = {"isolated": args.isolated, "mass": args.mass}
     try:
-        rows = [
-            TradingAccount(
-                user=user, broker="mt5", broker_name="Bench", server=BENCH_SERVER,
-                login=str(BENCH_FIRST_LOGIN + i), is_primary=(i == 0),
-                credentials_encrypted=credentials_encrypt(
-                    password=f"bench-{BENCH_FIRST_LOGIN + i}"),
-            )
-            for i in range(args.accounts)
-        ]
-        TradingAccount.objects.bulk_create(rows, batch_size=1000)
-        accounts = list(TradingAccount.objects.filter(server=BENCH_SERVER).order_by("id"))
-        ids = [a.pk for a in accounts]
-        login_of = {a.pk: int(a.login) for a in accounts}
-        # spread over the id range: the i-th of them sits in the middle of its slice
-        step = args.accounts / args.critical
-        critical_ids = {ids[int(step * k + step / 2)] for k in range(args.critical)}
-        critical_logins = {login_of[i] for i in critical_ids}
-
-        admin.sim("sim_advance", FRIDAY_2000)
-        for login in sorted(critical_logins):
-            admin.sim("sim_open", login, "EURUSD", "sell", args.lots, magic=1,
-                      comment="bench:gap")
-
-        t = time.perf_counter()
-        for start in range(0, len(ids), args.batch):
-            outcome = accounts_sync(account_ids=ids[start:start + args.batch])
-            assert not outcome.failed, outcome.failed
-        warm = time.perf_counter() - t
-        assert not LiquidationEpisode.objects.exists(), "critical before the gap"
-        print(f"warm-up sync: {len(ids)} accounts in {warm:.2f} s "
-              f"(first cycle: inserts the positions)", flush=True)
-
-        row = guards.guard_settings_get()
-        default_delay = row.pre_liquidation_warning_seconds
-        GuardSettings.objects.filter(pk=row.pk).update(pre_liquidation_warning_seconds=0)
-        TradingAccount.objects.filter(pk__in=ids).update(
-            next_sync_at=F("next_sync_at") - timedelta(hours=1))
-        cadence = accounts[0].sync_cadence_seconds
-
-        # --- the gap ---
-        t0_wall = timezone.now()
-        t0 = time.monotonic()
-        admin.sim("sim_advance", 1)
-        advance_seconds = time.monotonic() - t0
-
-        batches: list[list[int]] = []
-        dispatched = sync_dispatch(limit=args.accounts, batch_size=args.batch,
-                                   enqueue=batches.append)
-        detected: dict[int, float] = {}  # account id → end of the sync that opened it
-        sync_seconds = guard_seconds = 0.0
-        recheck_times: list[float] = []
-        close_times: list[float] = []
-        statuses: dict[str, int] = {}
-        for batch in batches:
-            t = time.monotonic()
-            accounts_sync(account_ids=batch)
-            found = time.monotonic()
-            sync_seconds += found - t
-            episodes = list(LiquidationEpisode.objects.filter(
-                account_id__in=batch, status=LiquidationEpisode.Status.WARNING,
-                started_at__gte=t0_wall).values_list("pk", "account_id"))
-            for episode_id, account_id in episodes:
-                detected[account_id] = found - t0
-                t = time.monotonic()
-                result = pipeline.liquidation_recheck(episode_id=episode_id)
-                recheck_times.append(time.monotonic() - t)
-                statuses[f"recheck {result}"] = statuses.get(f"recheck {result}", 0) + 1
-                for request_id in CloseRequest.objects.filter(
-                        episode_id=episode_id).order_by("pk").values_list("pk", flat=True):
-                    for _ in range(10):
-                        t = time.monotonic()
-                        status = guards.close_request_execute(close_request_id=request_id)
-                        close_times.append(time.monotonic() - t)
-                        if status in FINAL_CLOSE:
-                            break
-                    statuses[f"close {status}"] = statuses.get(f"close {status}", 0) + 1
-            guard_seconds += time.monotonic() - found
-        cycle = time.monotonic() - t0
-
-        # --- check at the terminal ---
-        flat = [i for i in critical_ids if admin.sim("sim_positions", login_of[i]) == ()]
-        episodes_total = LiquidationEpisode.objects.count()
-        done = LiquidationEpisode.objects.filter(status=LiquidationEpisode.Status.DONE).count()
-        others_touched = sorted(login for login in orders if login not in critical_logins)
-        missing = sorted(login_of[i] for i in critical_ids if login_of[i] not in orders)
-
-        first = [orders[login_of[i]][0][1] - t0 for i in critical_ids if login_of[i] in orders]
-        last = [orders[login_of[i]][-1][1] - t0 for i in critical_ids if login_of[i] in orders]
-        found_at = list(detected.values())
-        per_account = [len(orders[login]) for login in critical_logins if login in orders]
-
-        print()
-        print(f"roster: {args.accounts} accounts, batches of {args.batch}, one bridge "
-              f"(one terminal); {args.critical} accounts with a {args.lots}-lot SELL "
-              f"into the 2017-04-23 gap, ids spread over the range")
-        print(f"warning delay: default {default_delay} s, set to 0 s for this run: the "
-              "times below EXCLUDE it (add it to compare with the goal)")
-        print(f"gap (sim_advance over {args.accounts} books): {ms(advance_seconds)}, "
-              "counted in every latency below")
-        print(f"dispatched: {dispatched} accounts in {len(batches)} batches; cycle with the "
-              f"liquidations interleaved: {cycle:.2f} s (sync {sync_seconds:.2f} s, "
-              f"guards + closes {guard_seconds:.2f} s); sync alone: "
-              f"{len(ids) / sync_seconds:,.0f} accounts/s")
-        print(f"episodes opened: {episodes_total} (done {done}); {dict(sorted(statuses.items()))}")
-        print(f"closed at the terminal: {len(flat)} of {len(critical_ids)} critical accounts "
-              f"flat; close orders per account: {min(per_account, default=0)}-"
-              f"{max(per_account, default=0)}; orders to other accounts: "
-              f"{len(others_touched)}; critical accounts without an order: {len(missing)}")
-        if recheck_times and close_times:
-            print(f"per episode: re-check (fresh read) p50 {ms(rank(recheck_times, .5))}; "
-                  f"per close_request_execute p50 {ms(rank(close_times, .5))}, "
-                  f"max {ms(max(close_times))}")
-        print()
-        print(f"latency from the gap (t0) to ..., over {len(first)} accounts "
-              f"(nearest rank: with {len(first)} samples p99 is the "
-              f"{math.ceil(.99 * len(first))}th):")
-        for label, values in (("episode opened (end of its sync batch)", found_at),
-                              ("first close order answered by the terminal", first),
-                              ("last close order answered (account flat)", last)):
-            if values:
-                print(f"  {label:<45} p50 {ms(rank(values, .5)):>9}  p99 "
-                      f"{ms(rank(values, .99)):>9}  max {ms(max(values)):>9}")
-        if last:
-            p99 = rank(last, .99)
-            print()
-            print(f"goal: p99 < {GOAL_SECONDS:g} s + warning delay; measured p99 (account "
-                  f"flat) {p99:.2f} s + {default_delay} s -> "
-                  f"{'met' if p99 < GOAL_SECONDS else 'NOT met'} "
-                  f"({p99 / GOAL_SECONDS:.1f}x the budget)")
-        print()
-        print("notes:")
-        print(f"- one process does the work of the sync, guards and close queues; the "
-              f"liquidations run right after the batch that found them, so each delays the "
-              f"later batches by its closes ({guard_seconds:.2f} s in all here)")
-        steady = (f"above the {cadence} s cadence: in steady state every account is always "
-                  "due" if sync_seconds > cadence else
-                  f"below the {cadence} s cadence: in steady state an account also waits "
-                  "for its next due time, see below")
-        scaled = ", ".join(f"{n}x{n} -> {sync_seconds / n:.1f} s" for n in (2, 4, 8, 16))
-        print(f"- the detection time is the sync cycle: an account is read again only when "
-              f"the cycle comes back to it. Here all {args.accounts} were due at once (the "
-              f"worst case); a cycle through one bridge takes {sync_seconds:.1f} s, {steady}. "
-              f"With W sync workers and B bridges (terminals) the cycle is about "
-              f"{sync_seconds:.1f} s / min(W, B): {scaled}")
-        print(f"- even with a fast cycle, an account on the {cadence} s default cadence is "
-              f"read at most every {cadence} s: a gap from a healthy level waits up to "
-              f"{cadence} s for its next read. The guard's 1 s cadence only applies to "
-              f"accounts already within 2 points of the critical level; p99 < 1 s for a "
-              f"gap needs a cadence near 1 s for every account (= {args.accounts} reads/s)")
-        held = max(per_account, default=0)
-        print(f"- each critical account here holds {held} positions: its liquidation is a "
-              f"fresh read plus {held} closes one after another (each close: login, "
-              "positions_get, symbol_info, tick, order_send, then the deals for the realized "
-              "P&L); in production the guards and close queues run beside the sync queue, "
-              "but through the same bridge, whose one terminal thread serves every call in "
-              "arrival order")
-        print("- the simulator switches accounts in microseconds; a real terminal's login "
-              "per account switch is far slower, so every time here is a lower bound")
-        problems = []
-        if len(flat) != len(critical_ids):
-            problems.append(f"{len(critical_ids) - len(flat)} critical accounts not flat")
-        if episodes_total != len(critical_ids) or done != len(critical_ids):
-            problems.append(f"{episodes_total} episodes ({done} done) for "
-                            f"{len(critical_ids)} critical accounts")
-        if others_touched:
-            problems.append(f"close orders sent to {len(others_touched)} other accounts")
-        if problems:
-            print("\nCHECK FAILED: " + "; ".join(problems))
-            sys.exit(1)
+        for scenario in args.scenarios.split(","):
+            for trigger in (False, True):
+                runs[(scenario, trigger)] = bench.run(scenario, sizes[scenario], trigger)
     finally:
         BridgeTerminal.order_send = plain_order_send  # type: ignore[method-assign]
-        bridge.terminate()
-        bridge.wait(timeout=10)
+    report(args, runs, login, read, bench.default_delay)
+
+
+def cycle(run: Run) -> str:
+    if math.isnan(run.cycle_seconds):
+        return "not waited for (the run stops once they are flat)"
+    return f"{run.cycle_seconds:.1f} s"
+
+
+def report(args, runs: dict[tuple[str, bool], Run], login: float, read: float,
+           delay: int) -> None:
+    print()
+    print(f"time from the gap (t0) to the crossing account flat at its terminal (last close "
+          f"answered); warning delay set to 0 s (default {delay} s: add it for the goal)")
+    problems = []
+    for scenario in dict.fromkeys(s for s, _ in runs):
+        line = {}
+        for trigger in (False, True):
+            run = runs.get((scenario, trigger))
+            if run is None or not run.flat_at:
+                continue
+            values = list(run.flat_at.values())
+            line[trigger] = rank(values, .99)
+            print(f"  {scenario:<8} {'with' if trigger else 'without':<7} trigger: "
+                  f"{len(values)}/{run.crossing} flat  p50 {ms(rank(values, .5)):>9}  "
+                  f"p99 {ms(rank(values, .99)):>9}  max {ms(max(values)):>9}; read cycle of "
+                  f"the whole roster {cycle(run)}")
+            problems += [f"{scenario}/{trigger}: {what}" for what, bad in (
+                ("not flat", run.not_flat), ("closes to other accounts", run.others_closed),
+                ("stray closes", run.stray)) if bad]
+        if len(line) == 2:
+            print(f"  {scenario:<8} ratio without/with (p99): {line[False] / line[True]:.1f}x")
+        if scenario == "isolated" and True in line:
+            print(f"  isolated goal p99 < {GOAL_SECONDS:g} s + delay: {line[True]:.2f} s -> "
+                  f"{'met' if line[True] < GOAL_SECONDS else 'NOT met'}")
+        if scenario == "mass" and (scenario, True) in runs:
+            run = runs[(scenario, True)]
+            close = rank(run.close_seconds, .5) if run.close_seconds else float("nan")
+            k, n = run.crossing, args.terminals
+            limit = math.ceil(k / n) * (login + read + 6 * close)
+            print(f"  mass-gap limit ceil(K/N) x (login + read + positions x close) = "
+                  f"ceil({k}/{n}) x ({ms(login)} + {ms(read)} + 6 x {ms(close)}) = "
+                  f"{limit:.2f} s (close: p50 of close_request_execute in the run; 6 "
+                  f"positions each)")
+            if True in line:
+                print(f"  mass goal p99 within 1.5x of the limit: {line[True]:.2f} s = "
+                      f"{line[True] / limit:.2f}x the limit -> "
+                      f"{'met' if line[True] <= 1.5 * limit else 'NOT met'}")
+    print()
+    print("no stray close: " + ("yes (every closed account's fresh reads after the gap were "
+                                "at or beyond warning; no close order to any other account)"
+                                if not problems else "NO"))
+    if problems:
+        print("CHECK FAILED: " + "; ".join(problems))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

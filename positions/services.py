@@ -93,20 +93,23 @@ class SyncOutcome:
 
 
 # --- lease: one syncer per account at a time ---
-def sync_lease_acquire(*, account_ids: Iterable[int], seconds: int = LEASE_SECONDS
-                       ) -> tuple[uuid.UUID, list[int]]:
+def sync_lease_acquire(*, account_ids: Iterable[int], seconds: int = LEASE_SECONDS,
+                       take_over: bool = False) -> tuple[uuid.UUID, list[int]]:
     """Lease the free ones of ``account_ids``; return (token, leased ids).
 
     One conditional UPDATE: on PostgreSQL a concurrent UPDATE of the same row waits, then
     re-checks the WHERE and finds the lease taken (the race two workers would otherwise
-    win together); SQLite serialises writers.
+    win together); SQLite serialises writers. ``take_over`` (a priority read): take the
+    leases even when held, e.g. by a routine batch still waiting for its terminal; that
+    batch then writes nothing for these accounts (``sync_results_apply`` writes only
+    under its own token), so one writer per account still holds.
     """
     token = uuid.uuid4()
     now = timezone.now()
     ids = list(account_ids)
-    TradingAccount.objects.filter(id__in=ids, is_active=True).filter(
-        Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
-    ).update(sync_lease_token=token, sync_lease_until=now + timedelta(seconds=seconds))
+    free = Q() if take_over else Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
+    TradingAccount.objects.filter(id__in=ids, is_active=True).filter(free).update(
+        sync_lease_token=token, sync_lease_until=now + timedelta(seconds=seconds))
     leased = list(
         TradingAccount.objects.filter(id__in=ids, sync_lease_token=token)
         .values_list("id", flat=True)
@@ -687,7 +690,7 @@ def accounts_sync(*, account_ids: list[int], gateway_for: GatewayFactory | None 
         from accounts.gateways import account_gateway
 
         gateway_for = account_gateway
-    token, leased = sync_lease_acquire(account_ids=account_ids)
+    token, leased = sync_lease_acquire(account_ids=account_ids, take_over=priority)
     if not leased:
         return SyncOutcome(skipped=list(account_ids))
     try:
