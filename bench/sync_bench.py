@@ -12,6 +12,12 @@ What it does, in one process (one "worker"):
 5. **naive**: the same steady-state writes as a per-row ORM loop (get, save,
    update_or_create per position, create snapshot and log), for the ratio.
 
+6. **fleet** (issue 11): the read rate of the whole pipeline (``pipeline.services.
+   accounts_sync``: lease, read, apply, reconcile, guard) over 1, 2 and 4 terminals
+   (``--fleet-accounts`` accounts, ``--fleet-login-ms`` per login switch, as a real
+   terminal), with as many worker threads as terminals taking per-terminal batches from
+   one queue, every call sequence holding its terminal's lease.
+
 It prints accounts per second and database queries per account for each phase. Timings
 are printed, never asserted.
 """
@@ -49,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--fleet-accounts", type=int, default=200)
+    parser.add_argument("--fleet-login-ms", type=float, default=150.0)
+    parser.add_argument("--fleet-only", action="store_true")
     args = parser.parse_args()
 
     database_ensure()
@@ -83,6 +92,9 @@ def main() -> None:
             "positions_instrument, accounts_tradingaccount RESTART IDENTITY CASCADE"
         )
     user, _ = User.objects.get_or_create(username="bench")
+    if args.fleet_only:
+        fleet_phase(args, user)
+        return
     print(f"seeding {args.accounts} accounts in the bridge and the database ...", flush=True)
     bridge, url = start_bridge(args.accounts)
     settings.MT5_BRIDGE_URL = url
@@ -175,7 +187,96 @@ def main() -> None:
     finally:
         bridge.terminate()
         bridge.wait(timeout=10)
+    fleet_phase(args, user)
 
+
+def _fleet_seed(user, n: int, urls: list[str]):
+    """Empty the tables, link ``n`` bench accounts, register a terminal per URL and
+    spread the accounts; returns a queue of batches of 20, one terminal each."""
+    import queue
+
+    from accounts.crypto import credentials_encrypt
+    from accounts.models import Terminal, TradingAccount
+    from accounts.terminals import terminals_rebalance
+    from brokers.sim.runtime import BENCH_FIRST_LOGIN, BENCH_SERVER
+    from tests.support.processes import tables_empty
+
+    tables_empty(("accounts", "positions", "reconciliation", "risk", "guards",
+                  "notifications"))
+    user.save()
+    TradingAccount.objects.bulk_create([
+        TradingAccount(user=user, broker="mt5", broker_name="Bench", server=BENCH_SERVER,
+                       login=str(BENCH_FIRST_LOGIN + i), is_primary=(i == 0),
+                       credentials_encrypted=credentials_encrypt(
+                           password=f"bench-{BENCH_FIRST_LOGIN + i}"))
+        for i in range(n)])
+    for k, url in enumerate(urls):
+        Terminal.objects.create(name=f"bench-{k + 1}", url=url, capacity=n)
+    terminals_rebalance(limit=n)
+    work: queue.Queue[list[int]] = queue.Queue()
+    groups: dict[int, list[int]] = {}
+    for pk, tid in TradingAccount.objects.order_by("id").values_list("id", "terminal_id"):
+        groups.setdefault(tid, []).append(pk)
+    for group in groups.values():
+        for i in range(0, len(group), 20):
+            work.put(group[i:i + 20])
+    return work
+
+
+def _fleet_read(work, workers: int) -> tuple[int, float]:
+    """``workers`` threads (own connections) sync the batches of ``work`` through the
+    pipeline; returns (accounts synced, seconds)."""
+    import queue
+    import threading
+
+    from django.db import connection
+
+    from pipeline.services import accounts_sync
+
+    synced: list[int] = []
+
+    def worker() -> None:
+        try:
+            while True:
+                try:
+                    batch = work.get_nowait()
+                except queue.Empty:
+                    return
+                synced.extend(accounts_sync(account_ids=batch).synced)
+        finally:
+            connection.close()
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return len(synced), time.perf_counter() - t
+
+
+def fleet_phase(args: argparse.Namespace, user) -> None:
+    """Read rate of the whole pipeline over 1, 2 and 4 terminals (module docstring, 6)."""
+    n = args.fleet_accounts
+    print(f"\nfleet: {n} accounts x 5 positions, login switch {args.fleet_login_ms:g} ms, "
+          "whole pipeline (read, apply, reconcile, guard), batches of 20 per terminal",
+          flush=True)
+    bridges = [bridge_start("--bench-accounts", str(n), "--login-ms",
+                            str(args.fleet_login_ms)) for _ in range(4)]
+    try:
+        rates = {}
+        for terminals in (1, 2, 4):
+            work = _fleet_seed(user, n, [url for _, url in bridges[:terminals]])
+            synced, seconds = _fleet_read(work, terminals)
+            rates[terminals] = synced / seconds
+            print(f"  {terminals} terminal(s), {terminals} worker(s): {synced}/{n} read "
+                  f"in {seconds:.1f} s = {rates[terminals]:,.1f} accounts/s "
+                  f"({rates[terminals] / rates[1]:.1f}x one terminal)", flush=True)
+    finally:
+        for process, _ in bridges:
+            process.terminate()
+        for process, _ in bridges:
+            process.wait(timeout=10)
 
 if __name__ == "__main__":
     main()
