@@ -200,3 +200,45 @@ def test_two_workers_never_use_one_terminal_at_once(member, sim_bridge, settings
     finally:
         other.process.terminate()
         other.process.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_a_new_link_is_verified_through_and_assigned_to_the_terminal_with_most_room(
+        member, sim_bridge, settings):
+    from accounts.services import account_link
+
+    settings.MT5_VERIFY_ON_LINK = True
+    Terminal.objects.create(name="full-ish", url="http://127.0.0.1:9", capacity=1)
+    roomy = Terminal.objects.create(name="roomy", url=sim_bridge.url, capacity=10)
+    sim_bridge.add_account(7701)
+    account = account_link(user=member, login=7701, password="pw-7701", server=SIM_SERVER)
+    assert account.terminal_id == roomy.pk  # verified through it: the other one is dead
+    assert account.verified_at is not None
+
+
+@pytest.mark.django_db
+def test_healthz_and_metrics_show_each_terminal_without_its_secrets(client, settings):
+    from django.utils import timezone
+
+    settings.TERMINAL_FAILOVER_FAILURES = 3
+    Terminal.objects.create(name="up-one", url="http://10.0.0.5:8765", token_env="SECRET_T",
+                            last_ok_at=timezone.now(), latency_ms=12)
+    Terminal.objects.create(name="down-one", url="http://10.0.0.6:8765",
+                            consecutive_failures=3)
+    response = client.get("/healthz")
+    body = response.json()
+    terminals = {t["name"]: t for t in body["terminals"]}
+    assert terminals["up-one"]["up"] is True and terminals["up-one"]["latency_ms"] == 12
+    assert terminals["down-one"]["up"] is False
+    assert terminals["down-one"]["consecutive_failures"] == 3
+    assert body["checks"]["terminals"] == "ok"  # one is up
+    assert "10.0.0.5" not in response.content.decode()
+    assert "SECRET_T" not in response.content.decode()
+
+    page = client.get("/metrics").content.decode()
+    assert 'mt5_terminal_up{terminal="up-one"} 1.0' in page
+    assert 'mt5_terminal_up{terminal="down-one"} 0.0' in page
+
+    Terminal.objects.filter(name="up-one").update(enabled=False)
+    body = client.get("/healthz").json()
+    assert "terminals" in body["failing"] and body["checks"]["terminals"] == "failing"
