@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,7 +13,12 @@ from rest_framework.views import APIView
 
 from accounts import access, services
 from accounts.models import TradingAccount
-from accounts.serializers import AccountLinkInput, AccountOutput
+from accounts.serializers import (
+    AccountLinkInput,
+    AccountOutput,
+    IbkrAccountLinkInput,
+    account_link_input,
+)
 from config.api import parse_id
 from config.serializers import ErrorSerializer
 
@@ -30,20 +38,38 @@ def writable_account(request: Request, raw_id: str) -> TradingAccount:
     return access.account_writable(request.user, parse_id(raw_id))
 
 
+class _BodyRequiredSchema(AutoSchema):
+    """The link body is one of two shapes (oneOf), each with required fields: the body
+    itself is required (drf-spectacular marks a oneOf body optional)."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        body = super()._get_request_body(direction)
+        if body is not None:
+            body["required"] = True
+        return body
+
+
 class AccountListCreateApi(APIView):
+    schema = _BodyRequiredSchema()
+
     @extend_schema(responses={200: AccountOutput(many=True), 401: ErrorSerializer},
                    summary="The member's linked accounts")
     def get(self, request: Request) -> Response:
         accounts = access.accounts_listed_for(request.user)
         return Response(AccountOutput(accounts, many=True).data)
 
-    @extend_schema(request=AccountLinkInput, responses={201: AccountOutput, **ERRORS},
+    @extend_schema(request=PolymorphicProxySerializer(
+                       component_name="AccountLink",
+                       serializers=[AccountLinkInput, IbkrAccountLinkInput],
+                       resource_type_field_name=None),
+                   responses={201: AccountOutput, **ERRORS},
                    summary="Link an MT5 or Interactive Brokers account (verified through "
                            "the broker)")
     def post(self, request: Request) -> Response:
-        data = AccountLinkInput(data=request.data)
+        data = account_link_input(request.data)
         data.is_valid(raise_exception=True)
-        broker, arguments = data.link_arguments()
+        arguments = dict(data.validated_data)
+        broker = arguments.pop("broker")
         link = services.ibkr_account_link if broker == "ibkr" else services.account_link
         account = link(user=request.user, **arguments)
         return Response(AccountOutput(account).data, status=status.HTTP_201_CREATED)

@@ -13,50 +13,45 @@ MAX_LOGIN = 2**63 - 1
 
 
 class AccountLinkInput(serializers.Serializer):
-    """MetaTrader 5 (``broker`` "mt5", the default): ``login``, ``password``, ``server``.
-    Interactive Brokers (``broker`` "ibkr"): ``account_id`` and optionally ``gateway`` and
-    ``read_only``; no password (IB Gateway holds the login)."""
+    """Link a MetaTrader 5 account (``broker`` "mt5" or absent): verified by logging in."""
 
-    REQUIRED = {"mt5": ("login", "password", "server"), "ibkr": ("account_id",)}
-
-    broker = serializers.ChoiceField(choices=TradingAccount.Broker.choices, default="mt5",
-                                     help_text="mt5 (default) or ibkr")
-    login = serializers.IntegerField(min_value=1, max_value=MAX_LOGIN, required=False,
-                                     help_text="MT5 account number (mt5)")
+    broker = serializers.ChoiceField(choices=[("mt5", "MetaTrader 5")], default="mt5",
+                                     help_text="mt5 (the default)")
+    login = serializers.IntegerField(min_value=1, max_value=MAX_LOGIN,
+                                     help_text="MT5 account number")
     password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True,
-                                     required=False,
-                                     help_text="Investor (read-only) or master password (mt5)")
-    server = serializers.CharField(max_length=100, required=False,
-                                   help_text="Broker server, e.g. ICMarkets-Demo (mt5)")
+                                     help_text="Investor (read-only) or master password")
+    server = serializers.CharField(max_length=100, help_text="Broker server, e.g. ICMarkets-Demo")
     broker_name = serializers.CharField(max_length=100, required=False, allow_blank=True,
                                         default="")
+
+
+class IbkrAccountLinkInput(serializers.Serializer):
+    """Link an Interactive Brokers account (``broker`` "ibkr"): its id and the IB Gateway
+    serving it, verified against the gateway's managed accounts. No password: IB Gateway
+    holds the login."""
+
+    broker = serializers.ChoiceField(choices=[("ibkr", "Interactive Brokers")])
     account_id = serializers.RegexField(
-        r"^D?U\d{4,12}$", max_length=16, required=False,
+        r"^D?U\d{4,12}$", max_length=16,
         error_messages={"invalid": "An IB account id looks like U1234567 or DU1234567."},
-        help_text="IB account id, e.g. U1234567 or DU1234567 (paper) (ibkr)")
+        help_text="IB account id, e.g. U1234567, or DU1234567 for a paper account")
     gateway = serializers.CharField(
         max_length=64, required=False, default="", allow_blank=True,
-        help_text="Name of the IB Gateway serving the account (ibkr); empty: the one "
-                  "registered for it")
+        help_text="Name of the IB Gateway serving the account; empty: the one registered "
+                  "for it")
     read_only = serializers.BooleanField(
-        required=False, default=False,
-        help_text="Watched, never closed by the guards (ibkr; mt5 reads it from the broker)")
+        required=False, default=False, help_text="Watched, never closed by the guards")
+    broker_name = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                        default="")
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        missing = {name: [serializers.ErrorDetail("This field is required.", code="required")]
-                   for name in self.REQUIRED[attrs["broker"]] if name not in attrs}
-        if missing:
-            raise serializers.ValidationError(missing)
-        return attrs
 
-    def link_arguments(self) -> tuple[str, dict[str, Any]]:
-        """(broker, the keyword arguments of its link service) from the validated data."""
-        data = dict(self.validated_data)
-        broker = data.pop("broker")
-        if broker == "ibkr":
-            return broker, {k: data[k] for k in ("account_id", "gateway", "read_only",
-                                                  "broker_name")}
-        return broker, {k: data[k] for k in ("login", "password", "server", "broker_name")}
+def account_link_input(data: Any) -> serializers.Serializer:
+    """The link input serializer for ``data``'s broker ("ibkr": IbkrAccountLinkInput;
+    anything else, or none: AccountLinkInput, which names a bad ``broker``)."""
+    if isinstance(data, dict) and data.get("broker") == "ibkr":
+        return IbkrAccountLinkInput(data=data)
+    return AccountLinkInput(data=data)
 
 
 class SyncSerializer(serializers.Serializer):
