@@ -175,7 +175,9 @@ class Bench:
         return next(admin for _, u, admin in self.bridges if u == url)
 
     # --- the queues, as threads ---
-    def by_terminal(self, ids: list[int]) -> list[list[int]]:
+    def by_terminal(self, ids: list[int], with_terminal: bool = False) -> list:
+        """Batches of ``--batch`` accounts of one terminal each ((terminal id, batch)
+        pairs with ``with_terminal``)."""
         from accounts.models import TradingAccount
 
         groups: dict[int, list[int]] = {}
@@ -183,7 +185,8 @@ class Bench:
                 "id").values_list("id", "terminal_id"):
             groups.setdefault(terminal_id, []).append(pk)
         b = self.args.batch
-        return [g[i:i + b] for g in groups.values() for i in range(0, len(g), b)]
+        return [(t, g[i:i + b]) if with_terminal else g[i:i + b]
+                for t, g in groups.items() for i in range(0, len(g), b)]
 
     def read_all(self, ids: list[int]) -> None:
         """Read every account once, one thread per terminal."""
@@ -199,8 +202,8 @@ class Bench:
                 connection.close()
 
         per_terminal: dict[int, list[list[int]]] = {}
-        for batch in self.by_terminal(ids):
-            per_terminal.setdefault(len(per_terminal) % self.args.terminals, []).append(batch)
+        for terminal_id, batch in self.by_terminal(ids, with_terminal=True):
+            per_terminal.setdefault(terminal_id, []).append(batch)
         threads = [threading.Thread(target=work, args=(b,)) for b in per_terminal.values()]
         for t in threads:
             t.start()

@@ -6,7 +6,13 @@
    ``brokers.mt5`` → ``brokers.bridge`` → the terminal). Three sources: the pull sync
    (``pipeline.tasks.sync_dispatch`` picks due accounts every second →
    ``pipeline.tasks.accounts_sync``), an EA push (``pipeline.apis.DeviceSyncApi`` →
-   ``positions.push``), and the guards' priority read (``pipeline.tasks.liquidation_recheck``).
+   ``positions.push``), and the priority reads: the guards' re-check
+   (``pipeline.tasks.liquidation_recheck``) and the mark-to-market trigger's
+   (``pipeline.tasks.mark_to_market`` estimates every open account from quotes each second,
+   ``risk.marking``, and asks ``pipeline.tasks.accounts_priority_read`` for the ones near a
+   threshold; an estimate never closes anything). Each account is read through its
+   terminal (``accounts.terminals``: sticky assignment, failover, one call sequence per
+   terminal at a time, priority reads first).
    A failed read is "unknown": it stops here, the figures are kept and marked stale.
 2. **Apply** (``positions.services.sync_results_apply``): positions, account figures, cash
    flows, equity snapshot and high-water mark, in one transaction per batch.

@@ -717,8 +717,10 @@ def sync_dispatch(*, limit: int, batch_size: int,
                   enqueue: Callable[[list[int]], object]) -> int:
     """Pick the accounts whose ``next_sync_at`` is due and enqueue them in batches.
 
-    ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets two dispatchers run at once and
-    split the due accounts instead of both taking them; each picked account's
+    Each batch holds accounts of one terminal (``TradingAccount.terminal``), so a batch
+    waits only for its own terminal. ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL)
+    lets two dispatchers run at once and split the due accounts instead of both taking
+    them; each picked account's
     ``next_sync_at`` moves one cadence ahead in the same transaction, so a later tick does
     not pick it again while its sync is queued. Enqueueing waits for the commit.
     """
