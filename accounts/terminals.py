@@ -166,12 +166,13 @@ def terminal_lease_acquire(*, terminal_id: int, priority: bool = False,
 
 
 def terminal_lease_release(*, terminal_id: int, token: uuid.UUID, ok: bool | None,
-                           seconds: float, error: str = "") -> None:
+                           seconds: float, error: str = "", name: str | None = None) -> None:
     """Give the lease back and record the sequence's health in the same UPDATE: ``ok``
     True (a good call: failures reset), False (the terminal failed: unreachable, timed
     out, refused the token) or None (the account's own fault, e.g. a wrong password:
     health untouched). ``seconds``: the sequence's duration. A lease that expired and was
-    taken over is left to its new holder (the token no longer matches)."""
+    taken over is left to its new holder (the token no longer matches). ``name``: the
+    terminal's, for the ``mt5_terminal_call_seconds`` label (read when not given)."""
     now = timezone.now()
     fields: dict = {"lease_token": None, "lease_until": None}
     if ok is True:
@@ -181,8 +182,11 @@ def terminal_lease_release(*, terminal_id: int, token: uuid.UUID, ok: bool | Non
         fields.update(last_failure_at=now, consecutive_failures=F("consecutive_failures") + 1,
                       last_error=error[:500])
     Terminal.objects.filter(pk=terminal_id, lease_token=token).update(**fields)
-    name = Terminal.objects.filter(pk=terminal_id).values_list("name", flat=True).first()
-    if name is not None and ok is not None:
+    if ok is None:
+        return
+    if name is None:
+        name = Terminal.objects.filter(pk=terminal_id).values_list("name", flat=True).first()
+    if name is not None:
         metrics.terminal_call_seconds.labels(terminal=name).observe(seconds)
 
 
@@ -193,8 +197,8 @@ class TerminalBusy(Exception):
 
 
 @contextmanager
-def terminal_session(*, terminal_id: int | None, deadline: float,
-                     priority: bool = False) -> Iterator[_Session]:
+def terminal_session(*, terminal_id: int | None, deadline: float, priority: bool = False,
+                     name: str | None = None) -> Iterator[_Session]:
     """Hold terminal ``terminal_id``'s lease for one call sequence, waiting for it until
     ``deadline`` (``time.monotonic()`` seconds); None: the default terminal, no lease.
     The caller sets ``session.ok`` (see ``terminal_lease_release``) before leaving.
@@ -219,7 +223,8 @@ def terminal_session(*, terminal_id: int | None, deadline: float,
         yield session
     finally:
         terminal_lease_release(terminal_id=terminal_id, token=token, ok=session.ok,
-                               seconds=time.perf_counter() - started, error=session.error)
+                               seconds=time.perf_counter() - started, error=session.error,
+                               name=name)
 
 
 @dataclass(slots=True)

@@ -632,7 +632,9 @@ def _fetch_one(account: TradingAccount, gateway_for: GatewayFactory,
                             error_code=exc.code, error_message=str(exc), needs_person=True)
     try:
         with terminal_session(terminal_id=account.terminal_id, deadline=deadline_at,
-                              priority=priority) as session:
+                              priority=priority,
+                              name=account.terminal.name if account.terminal else None
+                              ) as session:
             fetch = account_fetch(account=account, gateway=gateway, pending=pending,
                                   known_symbols=known_symbols)
             session.ok = _terminal_health(fetch)
