@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import zip_longest
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -751,9 +752,12 @@ def sync_dispatch(*, limit: int, batch_size: int,
             TradingAccount.objects.filter(id__in=ids).update(
                 next_sync_at=now + timedelta(seconds=cadence), sync_dispatched_at=now
             )
-        # a batch never mixes terminals: one terminal's batch waits only for that terminal
-        batches = [ids[i:i + batch_size] for ids in by_terminal.values()
-                   for i in range(0, len(ids), batch_size)]
+        # a batch never mixes terminals: one terminal's batch waits only for that terminal;
+        # queued round-robin over the terminals, so the workers spread over them instead
+        # of all waiting for the first one's lease
+        per_terminal = [[ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+                        for ids in by_terminal.values()]
+        batches = [b for row in zip_longest(*per_terminal) for b in row if b is not None]
         transaction.on_commit(lambda: [enqueue(batch) for batch in batches])
     return len(due)
 

@@ -93,10 +93,14 @@ def test_a_sync_batch_never_mixes_terminals(member):
     batches: list[list[int]] = []
     assert sync_dispatch(limit=100, batch_size=3, enqueue=batches.append) == 7
     assert batches, "nothing dispatched"
+    order = []
     for batch in batches:
         terminals = set(TradingAccount.objects.filter(pk__in=batch)
                         .values_list("terminal_id", flat=True))
         assert len(terminals) == 1, f"batch {batch} mixes terminals {terminals}"
+        order.extend(terminals)
+    # queued round-robin: the workers spread over the terminals (4 + 3 accounts by 3)
+    assert len(order) == 3 and order[0] != order[1] and order[0] == order[2]
     assert sorted(a for b in batches for a in b) == sorted(
         TradingAccount.objects.values_list("id", flat=True))
 
