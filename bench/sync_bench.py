@@ -28,6 +28,7 @@ import argparse
 import subprocess
 import sys
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,9 +218,12 @@ def _fleet_seed(user, n: int, urls: list[str]):
     groups: dict[int, list[int]] = {}
     for pk, tid in TradingAccount.objects.order_by("id").values_list("id", "terminal_id"):
         groups.setdefault(tid, []).append(pk)
-    for group in groups.values():
-        for i in range(0, len(group), 20):
-            work.put(group[i:i + 20])
+    # round-robin over the terminals, as sync_dispatch queues them
+    per_terminal = [[g[i:i + 20] for i in range(0, len(g), 20)] for g in groups.values()]
+    for row in zip_longest(*per_terminal):
+        for batch in row:
+            if batch is not None:
+                work.put(batch)
     return work
 
 
