@@ -96,6 +96,7 @@ class Run:
     close_seconds: list[float] = field(default_factory=list)
     cycle_seconds: float = 0.0
     priority_reads: int = 0
+    pass_seconds: list[float] = field(default_factory=list)  # mark-to-market passes
 
 
 @dataclass
@@ -237,8 +238,10 @@ class Bench:
             state = self.gap(ids, result)
             flat_seen = self.work(state, crossing_logins, trigger)
             self.check(result, crossing_logins, login_of, state.t0_wall, state.t0)
+            passes = (f"; mark-to-market pass p50 {ms(rank(result.pass_seconds, .5))}, max "
+                      f"{ms(max(result.pass_seconds))}" if result.pass_seconds else "")
             print(f"    crossing accounts flat after {flat_seen:.2f} s; priority reads "
-                  f"{result.priority_reads}", flush=True)
+                  f"{result.priority_reads}{passes}", flush=True)
             return result
         finally:
             self.stop()
@@ -336,6 +339,7 @@ class Bench:
                 tick = time.monotonic()
                 pipeline.mark_to_market(enqueue=lambda a, tid, stamp: state.guards_q.put(
                     ("priority", [a, tid, stamp])))
+                state.result.pass_seconds.append(time.monotonic() - tick)
                 state.stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
         finally:
             connection.close()

@@ -116,8 +116,9 @@ def mark_to_market(*, enqueue: Callable[[list[int], int | None, str], object]
     if not inputs.positions:
         return marking.MarkPass(estimates={}, priority={})
     quotes = _quotes(inputs.symbols_wanted())
+    now = timezone.now()
     result = marking.marks_apply(
-        inputs=inputs, quotes=quotes, now=timezone.now(),
+        inputs=inputs, quotes=quotes, now=now,
         near_critical_points=Decimal(str(settings.MTM_NEAR_CRITICAL_POINTS)),
         repeat_seconds=settings.MTM_PRIORITY_SECONDS)
     for terminal_id, account_ids in result.priority.items():
@@ -125,6 +126,9 @@ def mark_to_market(*, enqueue: Callable[[list[int], int | None, str], object]
             terminal_ids=[] if terminal_id is None else [terminal_id],
             seconds=settings.MTM_PRIORITY_SECONDS)
         enqueue(account_ids, terminal_id, stamp.isoformat())
+    # stored after the reads are queued, so they do not wait for the upsert; a pass
+    # running twice at once may ask a read twice, which is harmless
+    marking.marks_store(marks=result, now=now)
     return result
 
 

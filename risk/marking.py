@@ -11,10 +11,11 @@ its inputs set-based and stores its outputs:
    last pass (1). ``MarkInputs.symbols_wanted`` names the quotes it needs: the held symbols
    and the pairs that convert a profit currency into a deposit currency.
 2. ``marks_apply``: ``risk.mtm.equity_estimates`` once per distinct set of thresholds,
-   then one upsert of every estimate (``AccountMark``), stamping ``read_requested_at`` on
-   the accounts that need a priority read now: estimated at warning, near critical
+   and the accounts that need a priority read now: estimated at warning, near critical
    (within ``near_critical_points`` of the critical drawdown) or critical, and not asked
-   for within ``repeat_seconds``.
+   for within ``repeat_seconds``;
+3. ``marks_store`` (after the caller queued those reads): one upsert of every estimate
+   (``AccountMark``), stamping ``read_requested_at`` on the accounts asked to read.
 
 **An estimate never closes anything.** It writes only ``AccountMark``; the caller queues a
 priority read (``pipeline.tasks.accounts_priority_read``), and only that fresh read goes
@@ -122,6 +123,7 @@ class MarkPass:
 
     estimates: dict[int, EquityEstimate]
     priority: dict[int | None, list[int]]
+    requested: dict[int, datetime | None] = field(default_factory=dict)
 
 
 URGENCY = {Estimate.CRITICAL: 0, Estimate.NEAR_CRITICAL: 1, Estimate.WARNING: 2}
@@ -129,10 +131,10 @@ URGENCY = {Estimate.CRITICAL: 0, Estimate.NEAR_CRITICAL: 1, Estimate.WARNING: 2}
 
 def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetime,
                 near_critical_points: Decimal, repeat_seconds: float) -> MarkPass:
-    """Estimate every account of ``inputs`` at ``quotes`` (by symbol) and store the
-    estimates in one upsert; returns them with the priority reads to queue (see the
-    module docstring). An unknown estimate (a quote or spec missing) is not stored and
-    never asks for a read."""
+    """Estimate every account of ``inputs`` at ``quotes`` (by symbol); returns the
+    estimates with the priority reads to queue (see the module docstring). Writes
+    nothing: the caller queues the reads first, then ``marks_store``. An unknown estimate
+    (a quote or spec missing) never asks for a read."""
     by_thresholds: dict[DrawdownThresholds, list[AccountFigures]] = defaultdict(list)
     for account in inputs.accounts:
         by_thresholds[inputs.thresholds[account.account_id]].append(account)
@@ -148,14 +150,20 @@ def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetim
     priority: dict[int | None, list[int]] = defaultdict(list)
     for estimate in urgent:
         priority[inputs.terminals[estimate.account_id]].append(estimate.account_id)
-    _marks_store(estimates.values(), {e.account_id for e in urgent}, inputs.requested, now)
-    for estimate in estimates.values():
-        metrics.estimates_total.labels(standing=estimate.estimate.value).inc()
-    return MarkPass(estimates=estimates, priority=dict(priority))
+    return MarkPass(estimates=estimates, priority=dict(priority),
+                    requested=inputs.requested)
 
 
-def _marks_store(estimates: Iterable[EquityEstimate], urgent: set[int],
-                 requested: dict[int, datetime | None], now: datetime) -> None:
+def marks_store(*, marks: MarkPass, now: datetime) -> None:
+    """Store a pass's estimates in one upsert (``AccountMark``; an unknown estimate is
+    not stored), stamping ``read_requested_at`` on the accounts it asked to read."""
+    urgent = {a for ids in marks.priority.values() for a in ids}
+    requested, estimates = marks.requested, marks.estimates.values()
+    standings: dict[str, int] = defaultdict(int)
+    for estimate in estimates:
+        standings[estimate.estimate.value] += 1
+    for standing, count in standings.items():
+        metrics.estimates_total.labels(standing=standing).inc(count)
     rows = [AccountMark(account_id=e.account_id, equity=e.equity,
                         drawdown_percent=e.drawdown_percent, standing=e.estimate.value,
                         estimated_at=now, compared_at=None,
