@@ -26,10 +26,11 @@ Each run:
    whole roster waits in the sync queue);
 4. t0, then ``sim_advance(1)`` on every terminal (the gap), then runs the queues as
    threads, as Celery would with separate workers: one **sync** worker per terminal
-   taking the dispatcher's batches (one terminal per batch), two **guards** workers
-   (priority reads, re-checks, closes) and, with the trigger, a beat thread running the
-   mark-to-market pass every second. Every terminal call sequence holds its terminal's
-   lease (``accounts.terminals``), whichever thread makes it;
+   taking the dispatcher's batches (one terminal per batch), ``--guards-workers`` (one
+   per terminal) **guards** workers (priority reads, re-checks, closes) and, with the
+   trigger, a beat thread running the mark-to-market pass every second. Every terminal
+   call sequence holds its terminal's lease (``accounts.terminals``), whichever thread
+   makes it;
 5. stops when every crossing account is flat at its terminal (or after ``--timeout``), and
    checks: all flat, no close order to any other account, and no stray close (every
    closed account's fresh reads after the gap were at or beyond warning).
@@ -269,7 +270,7 @@ class Bench:
         threads = [threading.Thread(target=self.sync_worker, args=(state,))
                    for _ in range(self.args.terminals)]
         threads += [threading.Thread(target=self.guards_worker, args=(state,))
-                    for _ in range(2)]
+                    for _ in range(self.args.guards_workers)]
         if trigger:
             threads.append(threading.Thread(target=self.beat, args=(state,)))
         for th in threads:
@@ -446,7 +447,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds a run may take after the gap")
     parser.add_argument("--scenarios", default="isolated,mass")
+    parser.add_argument("--guards-workers", type=int, default=0,
+                        help="threads serving the guards and close queues (0: one per "
+                             "terminal)")
     args = parser.parse_args()
+    args.guards_workers = args.guards_workers or args.terminals
 
     database_ensure()
     import django
@@ -475,7 +480,7 @@ def main() -> None:
     BridgeTerminal.order_send = timed_order_send  # type: ignore[method-assign]
     print(f"fleet: {args.terminals} simulated terminals, login switch {args.login_ms:g} ms; "
           f"{args.accounts} accounts x 5 positions; sync batches of {args.batch}; "
-          f"{args.terminals} sync workers, 2 guards workers", flush=True)
+          f"{args.terminals} sync workers, {args.guards_workers} guards workers", flush=True)
     login, read = bench.parts()
     print(f"measured on one terminal: login switch {ms(login)}, read (account + positions) "
           f"{ms(read)}", flush=True)

@@ -7,9 +7,11 @@ its inputs set-based and stores its outputs:
 
 1. ``mark_inputs_load``: the open positions (1 query), their accounts' stored figures
    (1), the held symbols' specs (1), each account's guard thresholds
-   (``guards.services.configuration.effective_settings``, at most 4) and the marks of the
-   last pass (1). ``MarkInputs.symbols_wanted`` names the quotes it needs: the held symbols
-   and the pairs that convert a profit currency into a deposit currency.
+   (``guards.services.configuration.effective_settings``, at most 4), the marks of the
+   last pass (1) and the running liquidation episodes (1: their accounts are re-checked
+   by the episode, never asked again). ``MarkInputs.symbols_wanted`` names the quotes it
+   needs: the held symbols and the pairs that convert a profit currency into a deposit
+   currency.
 2. ``marks_apply``: ``risk.mtm.equity_estimates`` once per distinct set of thresholds,
    and the accounts that need a priority read now: estimated at warning, near critical
    (within ``near_critical_points`` of the critical drawdown) or critical, and not asked
@@ -37,6 +39,7 @@ from django.utils import timezone
 from accounts.models import TradingAccount
 from brokers.gateway import Quote, Side
 from guards.levels import DrawdownThresholds
+from guards.models import LiquidationEpisode
 from guards.services.configuration import effective_settings
 from positions.models import Instrument, Position
 from risk import metrics
@@ -66,6 +69,8 @@ class MarkInputs:
     thresholds: dict[int, DrawdownThresholds] = field(default_factory=dict)
     terminals: dict[int, int | None] = field(default_factory=dict)
     requested: dict[int, datetime | None] = field(default_factory=dict)
+    #: accounts with a liquidation episode running: its own re-check reads them
+    liquidating: set[int] = field(default_factory=set)
 
     def symbols_wanted(self) -> set[str]:
         """The held symbols, and every pair that could convert a held symbol's profit
@@ -87,7 +92,7 @@ class MarkInputs:
 
 def mark_inputs_load() -> MarkInputs:
     """Every active account holding an open position, with what ``risk.mtm`` needs (see
-    the module docstring: at most 9 queries, whatever the number of accounts). Accounts
+    the module docstring: at most 10 queries, whatever the number of accounts). Accounts
     with no figures yet (never read) are left out: there is nothing to estimate from."""
     inputs = MarkInputs()
     rows = Position.objects.filter(status=Position.Status.OPEN, account__is_active=True,
@@ -113,6 +118,8 @@ def mark_inputs_load() -> MarkInputs:
     inputs.thresholds = {a: e.thresholds for a, e in effective_settings(ids).items()}
     inputs.requested = dict(AccountMark.objects.filter(account_id__in=ids).values_list(
         "account_id", "read_requested_at"))
+    inputs.liquidating = set(LiquidationEpisode.objects.filter(
+        account_id__in=ids, status__in=RUNNING_EPISODE).values_list("account_id", flat=True))
     return inputs
 
 
@@ -127,6 +134,7 @@ class MarkPass:
 
 
 URGENCY = {Estimate.CRITICAL: 0, Estimate.NEAR_CRITICAL: 1, Estimate.WARNING: 2}
+RUNNING_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
 
 
 def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetime,
@@ -145,6 +153,7 @@ def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetim
             thresholds=thresholds, near_critical_points=near_critical_points))
     repeat_after = now - timedelta(seconds=repeat_seconds)
     urgent = sorted((e for e in estimates.values() if e.estimate.needs_priority_read
+                     and e.account_id not in inputs.liquidating
                      and (inputs.requested.get(e.account_id) or repeat_after) <= repeat_after),
                     key=lambda e: (URGENCY[e.estimate], e.account_id))
     priority: dict[int | None, list[int]] = defaultdict(list)
