@@ -512,7 +512,14 @@ def report(args, runs: dict[tuple[str, bool], Run], login: float, read: float,
         line = {}
         for trigger in (False, True):
             run = runs.get((scenario, trigger))
-            if run is None or not run.flat_at:
+            if run is None:
+                continue
+            problems += [f"{scenario}/{trigger}: {what}" for what, bad in (
+                ("not flat", run.not_flat), ("closes to other accounts", run.others_closed),
+                ("stray closes", run.stray)) if bad]
+            if not run.flat_at:
+                print(f"  {scenario:<8} {'with' if trigger else 'without':<7} trigger: "
+                      f"0/{run.crossing} flat within --timeout")
                 continue
             values = list(run.flat_at.values())
             line[trigger] = rank(values, .99)
@@ -520,9 +527,6 @@ def report(args, runs: dict[tuple[str, bool], Run], login: float, read: float,
                   f"{len(values)}/{run.crossing} flat  p50 {ms(rank(values, .5)):>9}  "
                   f"p99 {ms(rank(values, .99)):>9}  max {ms(max(values)):>9}; read cycle of "
                   f"the whole roster {cycle(run)}")
-            problems += [f"{scenario}/{trigger}: {what}" for what, bad in (
-                ("not flat", run.not_flat), ("closes to other accounts", run.others_closed),
-                ("stray closes", run.stray)) if bad]
         if len(line) == 2:
             print(f"  {scenario:<8} ratio without/with (p99): {line[False] / line[True]:.1f}x")
         if scenario == "isolated" and True in line:
