@@ -39,7 +39,7 @@ def test_health_counts_accounts_and_dispatcher_ticks(client, member):
     body = response.json()
     assert response.status_code == 200 and body["ok"] is True and body["failing"] == []
     assert body["checks"] == {"database": "ok", "broker": "ok", "dispatcher": "ok",
-                              "stale_accounts": "ok"}
+                              "stale_accounts": "ok", "terminals": "ok"}
     assert body["accounts_by_sync_status"] == {"healthy": 1}
     assert body["dispatcher"]["ticks"] == 42
     assert body["last_sync_age_seconds"] < 5

@@ -178,7 +178,7 @@ def test_two_workers_never_use_one_terminal_at_once(member, sim_bridge, settings
             start = threading.Barrier(2)
             outcomes = []
 
-            def worker(batch):
+            def worker(batch, start=start, outcomes=outcomes):
                 start.wait()
                 try:
                     outcomes.append(pipeline.accounts_sync(account_ids=batch,

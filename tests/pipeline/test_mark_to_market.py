@@ -90,7 +90,7 @@ def test_an_estimate_alone_never_closes_only_the_fresh_read_does(fleet):
 def test_an_account_estimated_critical_is_read_before_routine_ones(fleet, monkeypatch):
     """A routine batch of the two other accounts starts first; the priority read of the
     critical one starts a moment later and is still served first by their terminal."""
-    terminal, ids = fleet
+    _terminal, ids = fleet
     queued: list[tuple] = []
     services.mark_to_market(enqueue=lambda *args: queued.append(args))
     assert [q[0] for q in queued] == [[ids[0]]]
