@@ -319,6 +319,7 @@ CELERY_TASK_ROUTES = {
     "pipeline.tasks.mark_to_market": {"queue": "guards"},
     "pipeline.tasks.accounts_priority_read": {"queue": "guards"},
     "guards.tasks.close_request_execute": {"queue": "close"},
+    "guards.tasks.close_requests_execute": {"queue": "close"},
     "positions.tasks.*": {"queue": "sync"},
     "guards.tasks.*": {"queue": "guards"},
     "notifications.tasks.*": {"queue": "notify"},
@@ -424,6 +425,11 @@ if not 0 <= IB_CLIENT_ID_OFFSET <= 2_000_000_000:
 # read; routine reads of its terminal wait at most MTM_PRIORITY_SECONDS for it
 MTM_NEAR_CRITICAL_POINTS = _positive("MTM_NEAR_CRITICAL_POINTS", 2)
 MTM_PRIORITY_SECONDS = _positive("MTM_PRIORITY_SECONDS", 5)
+# an account asked for a priority read is not asked again until a read of it has ended,
+# or this long (the task's expiry: lost); at most MTM_PRIORITY_BATCH accounts per terminal
+# per pass (the most urgent; the rest at the next pass)
+MTM_PRIORITY_ANSWER_SECONDS = _positive("MTM_PRIORITY_ANSWER_SECONDS", 30)
+MTM_PRIORITY_BATCH = int(_positive("MTM_PRIORITY_BATCH", 4))
 BOT_MAGIC = env.int("BOT_MAGIC", default=20240101)
 DEFAULT_FIXED_RISK_PERCENT = _positive("DEFAULT_FIXED_RISK_PERCENT", 3.0)
 MARGIN_BUFFER_PERCENT = _positive("MARGIN_BUFFER_PERCENT", 20.0)

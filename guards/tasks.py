@@ -36,6 +36,14 @@ def close_request_execute(close_request_id: int) -> str:
     return services.close_request_execute(close_request_id=int(close_request_id))
 
 
+@shared_task(**RESILIENT)
+def close_requests_execute(close_request_ids: list[int]) -> dict[str, str]:
+    """One account's close requests in one call sequence (``closes_enqueue``)."""
+    statuses = services.close_requests_execute(
+        close_request_ids=[int(i) for i in close_request_ids])
+    return {str(k): v for k, v in statuses.items()}
+
+
 @shared_task(soft_time_limit=60, time_limit=90)
 def market_guard_scan() -> int:
     return services.market_guard_scan()

@@ -108,7 +108,8 @@ def mark_to_market(*, enqueue: Callable[[list[int], int | None, str], object]
     """The mark-to-market trigger, one pass: quotes (``_quotes``), every open account's
     equity estimated set-based (``risk.marking``), and a **priority read** for each
     account at or beyond warning or within ``MTM_NEAR_CRITICAL_POINTS`` of critical,
-    asked at most once per ``MTM_PRIORITY_SECONDS``: routine reads of its terminal are held
+    never while its last ask is unanswered, at most once per ``MTM_PRIORITY_SECONDS``,
+    and at most ``MTM_PRIORITY_BATCH`` per terminal per pass: routine reads of its terminal are held
     back (``accounts.terminals.terminal_priority_request``) and ``enqueue(account ids,
     terminal id, stamp)`` is called once per terminal (a batch never mixes terminals).
     Writes only the estimates: **an estimate never closes anything**."""
@@ -120,7 +121,9 @@ def mark_to_market(*, enqueue: Callable[[list[int], int | None, str], object]
     result = marking.marks_apply(
         inputs=inputs, quotes=quotes, now=now,
         near_critical_points=Decimal(str(settings.MTM_NEAR_CRITICAL_POINTS)),
-        repeat_seconds=settings.MTM_PRIORITY_SECONDS)
+        repeat_seconds=settings.MTM_PRIORITY_SECONDS,
+        answer_seconds=settings.MTM_PRIORITY_ANSWER_SECONDS,
+        batch=settings.MTM_PRIORITY_BATCH)
     for terminal_id, account_ids in result.priority.items():
         stamp = terminal_priority_request(
             terminal_ids=[] if terminal_id is None else [terminal_id],

@@ -77,7 +77,7 @@ def mark_to_market() -> dict[str, int]:
     ``MTM_PRIORITY_SECONDS`` per account."""
     result = services.mark_to_market(enqueue=lambda ids, terminal_id, stamp: (
         accounts_priority_read.apply_async(args=[ids, terminal_id, stamp],
-                                           expires=settings.MTM_PRIORITY_SECONDS)))
+                                           expires=settings.MTM_PRIORITY_ANSWER_SECONDS)))
     queued = sum(len(ids) for ids in result.priority.values())
     risk_metrics.priority_reads_total.inc(queued)
     return {"estimated": len(result.estimates), "priority_reads": queued}

@@ -14,8 +14,8 @@ its inputs set-based and stores its outputs:
    currency.
 2. ``marks_apply``: ``risk.mtm.equity_estimates`` once per distinct set of thresholds,
    and the accounts that need a priority read now: estimated at warning, near critical
-   (within ``near_critical_points`` of the critical drawdown) or critical, and not asked
-   for within ``repeat_seconds``;
+   (within ``near_critical_points`` of the critical drawdown) or critical, whose last
+   ask has been answered (``may_ask``), at most ``batch`` per terminal, most urgent first;
 3. ``marks_store`` (after the caller queued those reads): one upsert of every estimate
    (``AccountMark``), stamping ``read_requested_at`` on the accounts asked to read.
 
@@ -69,6 +69,9 @@ class MarkInputs:
     thresholds: dict[int, DrawdownThresholds] = field(default_factory=dict)
     terminals: dict[int, int | None] = field(default_factory=dict)
     requested: dict[int, datetime | None] = field(default_factory=dict)
+    #: when each account's last read ended, good or failed (``last_sync_attempt_at``): a
+    #: priority read asked before it has been answered
+    answered: dict[int, datetime | None] = field(default_factory=dict)
     #: accounts with a liquidation episode running: its own re-check reads them
     liquidating: set[int] = field(default_factory=set)
 
@@ -104,12 +107,14 @@ def mark_inputs_load() -> MarkInputs:
     if not ids:
         return inputs
     for row in TradingAccount.objects.filter(pk__in=ids).values(
-            "id", "server", "currency", "balance", "credit", "peak_equity", "terminal_id"):
+            "id", "server", "currency", "balance", "credit", "peak_equity", "terminal_id",
+            "last_sync_attempt_at"):
         inputs.accounts.append(AccountFigures(
             account_id=row["id"], server=row["server"], currency=row["currency"],
             balance=row["balance"], credit=row["credit"] or Decimal(0),
             peak_equity=row["peak_equity"]))
         inputs.terminals[row["id"]] = row["terminal_id"]
+        inputs.answered[row["id"]] = row["last_sync_attempt_at"]
     servers = {a.server for a in inputs.accounts}
     symbols = {p.symbol for p in inputs.positions}
     for spec in Instrument.objects.filter(server__in=servers, symbol__in=symbols):
@@ -137,10 +142,27 @@ URGENCY = {Estimate.CRITICAL: 0, Estimate.NEAR_CRITICAL: 1, Estimate.WARNING: 2}
 RUNNING_EPISODE = (LiquidationEpisode.Status.WARNING, LiquidationEpisode.Status.LIQUIDATING)
 
 
+def may_ask(*, requested: datetime | None, answered: datetime | None, now: datetime,
+            repeat_seconds: float, answer_seconds: float) -> bool:
+    """Whether an account may be asked for a priority read now: never asked; or its last
+    ask was answered (a read of it ended since, good or failed) at least
+    ``repeat_seconds`` ago; or that ask is older than ``answer_seconds`` (lost: its task
+    expired or died). An ask still waiting for its answer is never repeated: a second
+    priority read would take the first one's lease and both would write nothing, which at
+    a mass gap kept every crossing account unread (``bench/guard_bench.py``)."""
+    if requested is None or requested <= now - timedelta(seconds=answer_seconds):
+        return True
+    return (answered is not None and answered >= requested
+            and requested <= now - timedelta(seconds=repeat_seconds))
+
+
 def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetime,
-                near_critical_points: Decimal, repeat_seconds: float) -> MarkPass:
+                near_critical_points: Decimal, repeat_seconds: float,
+                answer_seconds: float, batch: int) -> MarkPass:
     """Estimate every account of ``inputs`` at ``quotes`` (by symbol); returns the
-    estimates with the priority reads to queue (see the module docstring). Writes
+    estimates with the priority reads to queue (see the module docstring): the accounts
+    ``may_ask`` allows, most urgent first, at most ``batch`` per terminal (the rest are
+    asked at the next pass; a small batch is written, and guarded, sooner). Writes
     nothing: the caller queues the reads first, then ``marks_store``. An unknown estimate
     (a quote or spec missing) never asks for a read."""
     by_thresholds: dict[DrawdownThresholds, list[AccountFigures]] = defaultdict(list)
@@ -151,14 +173,18 @@ def marks_apply(*, inputs: MarkInputs, quotes: Mapping[str, Quote], now: datetim
         estimates.update(equity_estimates(
             accounts=accounts, positions=inputs.positions, quotes=quotes, terms=inputs.terms,
             thresholds=thresholds, near_critical_points=near_critical_points))
-    repeat_after = now - timedelta(seconds=repeat_seconds)
     urgent = sorted((e for e in estimates.values() if e.estimate.needs_priority_read
                      and e.account_id not in inputs.liquidating
-                     and (inputs.requested.get(e.account_id) or repeat_after) <= repeat_after),
+                     and may_ask(requested=inputs.requested.get(e.account_id),
+                                 answered=inputs.answered.get(e.account_id), now=now,
+                                 repeat_seconds=repeat_seconds,
+                                 answer_seconds=answer_seconds)),
                     key=lambda e: (URGENCY[e.estimate], e.account_id))
     priority: dict[int | None, list[int]] = defaultdict(list)
     for estimate in urgent:
-        priority[inputs.terminals[estimate.account_id]].append(estimate.account_id)
+        ids = priority[inputs.terminals[estimate.account_id]]
+        if len(ids) < batch:
+            ids.append(estimate.account_id)
     return MarkPass(estimates=estimates, priority=dict(priority),
                     requested=inputs.requested)
 

@@ -21,6 +21,7 @@ from guards.services.closes import (
     close_request_cancel,
     close_request_execute,
     close_request_open,
+    close_requests_execute,
     manual_close,
 )
 from guards.services.configuration import (
@@ -42,7 +43,8 @@ from guards.services.sweep import guards_sweep
 
 __all__ = [
     "Outcome", "account_trading_blocked", "accounts_guard", "close_request_cancel",
-    "close_request_execute", "close_request_open", "effective_settings", "guard_alerts_save",
+    "close_request_execute", "close_request_open", "close_requests_execute",
+    "effective_settings", "guard_alerts_save",
     "guard_override_update", "guard_settings_get", "guard_settings_update", "guards_sweep",
     "liquidation_recheck", "manual_close", "market_guard_scan", "platform_is_active",
     "platform_state_get", "platform_state_set",

@@ -80,27 +80,45 @@ def close_request_open(*, account: TradingAccount, ticket: int, symbol: str, key
 
 
 def closes_enqueue(ids: list[int]) -> None:
-    from guards.tasks import close_request_execute
+    """Queue close requests: one task per account (``close_requests_execute``), so an
+    account's closes go out in one call sequence on its terminal (one lease, at most one
+    login switch) instead of one sequence each."""
+    from guards.tasks import close_requests_execute
 
-    for request_id in ids:
-        close_request_execute.apply_async(args=[request_id])
+    by_account: dict[int, list[int]] = {}
+    for request_id, account_id in CloseRequest.objects.filter(pk__in=ids).order_by(
+            "pk").values_list("pk", "account_id"):
+        by_account.setdefault(account_id, []).append(request_id)
+    for request_ids in by_account.values():
+        close_requests_execute.apply_async(args=[request_ids])
 
 
-def _realized(gateway: Any, ticket: int, account_id: int) -> Decimal | None:
-    """Realized P&L of a closed position from its deals (``positions.pnl.position_closing``,
-    the same function the sync uses), joined on the position identifier."""
-    row = Position.objects.filter(account_id=account_id, ticket=ticket).values_list(
-        "opened_at", "identifier").first()
-    if row is None:
-        return None
-    opened, identifier = row
+def _realized(gateway: Any, requests: list[CloseRequest]) -> dict[int, Decimal | None]:
+    """Realized P&L of closed positions (by close request id) from their deals
+    (``positions.pnl.position_closing``, the same function the sync uses), joined on the
+    position identifier: one positions query and one deals call for all of them. A failed
+    deals read leaves them None (the sync fills the position's figure later)."""
+    if not requests:
+        return {}
+    rows = {ticket: (opened, identifier) for ticket, opened, identifier in
+            Position.objects.filter(account_id=requests[0].account_id,
+                                    ticket__in=[r.ticket for r in requests])
+            .values_list("ticket", "opened_at", "identifier")}
+    if not rows:
+        return {r.pk: None for r in requests}
     try:
-        deals = [d for d in gateway.deals(since=opened - timedelta(minutes=1))
-                 if d.position_id == (identifier or ticket)]
+        deals = gateway.deals(since=min(o for o, _ in rows.values()) - timedelta(minutes=1))
     except BrokerError:
-        return None
-    closing = pnl.position_closing(deals)
-    return None if closing is None else closing.realized_pnl
+        return {r.pk: None for r in requests}
+    realized: dict[int, Decimal | None] = {}
+    for request in requests:
+        if request.ticket not in rows:
+            realized[request.pk] = None
+            continue
+        position_id = rows[request.ticket][1] or request.ticket
+        closing = pnl.position_closing([d for d in deals if d.position_id == position_id])
+        realized[request.pk] = None if closing is None else closing.realized_pnl
+    return realized
 
 
 @dataclass(slots=True)
@@ -194,7 +212,16 @@ TERMINAL_WAIT_SECONDS = 15.0
 
 
 def close_request_execute(*, close_request_id: int) -> str:
-    """One attempt at a close request. Returns its status afterwards.
+    """One attempt at a close request. Returns its status afterwards
+    (``close_requests_execute`` of that one request)."""
+    return close_requests_execute(close_request_ids=[close_request_id])[close_request_id]
+
+
+def close_requests_execute(*, close_request_ids: list[int]) -> dict[int, str]:
+    """One attempt at each of these close requests; those of one account go out in one
+    call sequence on its terminal (one lease, ahead of routine reads: at most one login
+    switch for all of them). Returns each request's status afterwards (or why it was not
+    sent: busy, missing).
 
     Retcodes (MetaTrader 5): done → look-up, done when the broker no longer lists the
     position; partial fill → the remainder is sent at once; requote / price off / price
@@ -203,35 +230,68 @@ def close_request_execute(*, close_request_id: int) -> str:
     position up before sending. Both retry with backoff capped at 30 s until the position
     is flat, the owner cancels the request in the admin, or the kill switch is HALTED; an
     alert goes out at the first failure and every 5 minutes after. Position already closed
-    → done. Anything else → failed, alerted, left for a person.
+    → done. Anything else → failed, alerted, left for a person. An ambiguous reply for one
+    position does not stop the others (other tickets: nothing is sent twice), but a broker
+    error (the terminal's link failed) ends the sequence: that request and the ones not
+    yet sent are ambiguous, and the next attempt looks each up before sending.
     """
+    now = timezone.now()
+    sending = set(CloseRequest.objects.filter(
+        pk__in=close_request_ids, status=CloseRequest.Status.SENDING).values_list(
+        "pk", flat=True))
+    statuses: dict[int, str] = {}
+    claimed: dict[int, list[CloseRequest]] = {}
+    for request_id in close_request_ids:
+        request, refusal = _close_claim(request_id, now)
+        if request is None:
+            statuses[request_id] = refusal
+        else:
+            claimed.setdefault(request.account_id, []).append(request)
+    for requests in claimed.values():
+        statuses.update(_account_closes_send(requests, look_first=sending))
+    return statuses
+
+
+def _account_closes_send(requests: list[CloseRequest], *,
+                         look_first: set[int]) -> dict[int, str]:
+    """Send one account's claimed close requests in one call sequence, then record each."""
     from accounts.gateways import account_gateway
     from accounts.terminals import TerminalBusy, terminal_session
 
-    now = timezone.now()
-    look_first = CloseRequest.objects.filter(
-        pk=close_request_id, status=CloseRequest.Status.SENDING).exists()
-    request, refusal = _close_claim(close_request_id, now)
-    if request is None:
-        return refusal
+    account = requests[0].account
+    sends: dict[int, list[_Send]] = {}
+    realized: dict[int, Decimal | None] = {}
     started = time.perf_counter()
-    realized = None
     try:
-        # the account's terminal serves one call sequence at a time; a close goes ahead of
+        # the account's terminal serves one call sequence at a time; closes go ahead of
         # routine reads (accounts.terminals)
-        with terminal_session(terminal_id=request.account.terminal_id, priority=True,
+        with terminal_session(terminal_id=account.terminal_id, priority=True,
                               deadline=time.monotonic() + TERMINAL_WAIT_SECONDS) as session:
-            gateway = account_gateway(request.account)
-            sends = _close_send(gateway, request, look_first=look_first)
-            if sends[-1].outcome == Outcome.DONE:
-                realized = _realized(gateway, request.ticket, request.account_id)
+            gateway = account_gateway(account)
+            for request in requests:
+                sent = time.perf_counter()
+                try:
+                    sends[request.pk] = _close_send(gateway, request,
+                                                    look_first=request.pk in look_first)
+                except BrokerError as exc:
+                    sends[request.pk] = [_Send(
+                        Outcome.AMBIGUOUS, comment=f"{exc.code}: {exc}"[:200],
+                        duration_ms=int((time.perf_counter() - sent) * 1000))]
+                    break
+            realized = _realized(gateway, [r for r in requests if r.pk in sends
+                                           and sends[r.pk][-1].outcome == Outcome.DONE])
             session.ok = True
     except (BrokerError, TerminalBusy) as exc:
-        # The read before sending failed (nothing sent) or the reply was lost (unknown):
-        # either way the next attempt looks the position up first.
-        sends = [_Send(Outcome.AMBIGUOUS, comment=f"{exc.code}: {exc}"[:200],
-                       duration_ms=int((time.perf_counter() - started) * 1000))]
-    return _close_request_record(request, sends=sends, realized=realized)
+        # A read before sending failed (nothing sent) or a reply was lost (unknown): either
+        # way the next attempt looks the position up first.
+        failure = f"{exc.code}: {exc}"[:200]
+    else:
+        failure = "not sent: an earlier close of this account failed"
+    elapsed = int((time.perf_counter() - started) * 1000)
+    return {request.pk: _close_request_record(
+        request, sends=sends.get(request.pk) or [
+            _Send(Outcome.AMBIGUOUS, comment=failure, duration_ms=elapsed)],
+        realized=realized.get(request.pk)) for request in requests}
 
 
 def _close_failure_alert(request: CloseRequest, fields: dict[str, Any], last: _Send,

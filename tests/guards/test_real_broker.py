@@ -152,6 +152,62 @@ def test_an_episode_is_done_only_when_the_broker_lists_none_of_its_positions(bro
     assert broker.sim("sim_positions", 9502) == ()
 
 
+def test_an_accounts_closes_go_out_in_one_call_sequence_and_a_lost_reply_stops_it(
+        broker, link, monkeypatch):
+    """Three positions liquidated by one ``close_requests_execute``: one gateway (one
+    login, one terminal lease) for all three. The first order fills, but the look-up after
+    it fails (the terminal's link drops): nothing more is sent in that sequence, all three
+    are "sending", and the next attempt looks each up first: the first is found closed,
+    the other two are sent. Each position closed exactly once (one OUT deal each)."""
+    import accounts.gateways
+
+    account = link(9512)
+    broker.sim("sim_advance", FRIDAY_2000)
+    tickets = [broker.sim("sim_open", 9512, "EURUSD", "sell", "0.40", magic=1)
+               for _ in range(3)]
+    account = sync(account)
+    broker.sim("sim_advance", 1)
+    account = sync(account)
+    episode = LiquidationEpisode.objects.get(account=account)
+    assert pipeline.liquidation_recheck(episode_id=episode.pk) == "liquidating"
+    ids = list(CloseRequest.objects.filter(episode=episode).order_by("pk").values_list(
+        "pk", flat=True))
+    assert len(ids) == 3
+
+    opened = []
+    real = accounts.gateways.account_gateway
+
+    def counting(account):
+        opened.append(account.pk)
+        return real(account)
+
+    monkeypatch.setattr(accounts.gateways, "account_gateway", counting)
+    # the close's own look-up of the position answers; the look-up after the fill fails
+    broker.sim("sim_inject_fault", "delay", method="positions_get", count=1, delay=0.0)
+    broker.sim("sim_inject_fault", "disconnect", method="positions_get", count=1)
+    assert services.close_requests_execute(close_request_ids=ids) == dict.fromkeys(
+        ids, "sending")
+    assert opened == [account.pk]
+    assert len(broker.sim("sim_positions", 9512)) == 2  # the first order did fill
+
+    assert services.close_requests_execute(close_request_ids=ids) == dict.fromkeys(
+        ids, "done")
+    assert opened == [account.pk, account.pk]
+    assert broker.sim("sim_positions", 9512) == ()
+    outs = [d.position_id for d in broker.admin_deals(9512)
+            if d.entry == mt5_api.DEAL_ENTRY_OUT]
+    assert sorted(outs) == sorted(int(t) for t in tickets)
+    first = CloseAttempt.objects.filter(close_request_id=ids[0]).order_by("pk")
+    assert [a.outcome for a in first] == ["ambiguous", "done"]
+    assert first.last().comment == "found closed on look-up"
+    assert CloseAttempt.objects.filter(close_request_id=ids[1]).count() == 2
+    assert [a.comment for a in CloseAttempt.objects.filter(close_request_id=ids[2])][0] == (
+        "not sent: an earlier close of this account failed")
+    episode.refresh_from_db()
+    assert episode.status == "done"
+    assert all(r.realized_pnl is not None for r in CloseRequest.objects.filter(pk__in=ids))
+
+
 # --- 3. cash flows are not drawdown ------------------------------------------------------
 def test_a_withdrawal_of_25_percent_neither_warns_nor_liquidates(broker, link):
     account = link(9503)

@@ -106,7 +106,8 @@ def test_a_recheck_that_hits_a_database_error_is_retried(linked_account):
 
     assert result.get() == "cancelled"
     assert calls == [episode.pk, episode.pk]
-    for task in (pipeline_tasks.liquidation_recheck, tasks.close_request_execute):
+    for task in (pipeline_tasks.liquidation_recheck, tasks.close_request_execute,
+                 tasks.close_requests_execute):
         assert task.acks_late and task.reject_on_worker_lost
 
 
