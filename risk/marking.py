@@ -95,18 +95,15 @@ class MarkInputs:
 
 def mark_inputs_load() -> MarkInputs:
     """Every active account holding an open position, with what ``risk.mtm`` needs (see
-    the module docstring: at most 10 queries, whatever the number of accounts). Accounts
-    with no figures yet (never read) are left out: there is nothing to estimate from."""
+    the module docstring: at most 10 queries, whatever the number of accounts; the
+    accounts are selected by a subquery, never by a list of ids, so a pass over thousands
+    sends no parameter per account). Accounts with no figures yet (never read) are left
+    out: there is nothing to estimate from."""
     inputs = MarkInputs()
-    rows = Position.objects.filter(status=Position.Status.OPEN, account__is_active=True,
-                                   account__balance__isnull=False).values_list(
-        "account_id", "ticket", "symbol", "side", "volume", "price_open", "swap")
-    inputs.positions = [HeldPosition(a, t, s, Side(side), v, o, w or Decimal(0))
-                        for a, t, s, side, v, o, w in rows]
-    ids = sorted({p.account_id for p in inputs.positions})
-    if not ids:
-        return inputs
-    for row in TradingAccount.objects.filter(pk__in=ids).values(
+    held = TradingAccount.objects.filter(
+        is_active=True, balance__isnull=False, positions__status=Position.Status.OPEN,
+    ).values_list("pk", flat=True).distinct()
+    for row in TradingAccount.objects.filter(pk__in=held).values(
             "id", "server", "currency", "balance", "credit", "peak_equity", "terminal_id",
             "last_sync_attempt_at"):
         inputs.accounts.append(AccountFigures(
@@ -115,16 +112,27 @@ def mark_inputs_load() -> MarkInputs:
             peak_equity=row["peak_equity"]))
         inputs.terminals[row["id"]] = row["terminal_id"]
         inputs.answered[row["id"]] = row["last_sync_attempt_at"]
+    if not inputs.accounts:
+        return inputs
+    rows = Position.objects.filter(status=Position.Status.OPEN, account__is_active=True,
+                                   account__balance__isnull=False).values_list(
+        "account_id", "ticket", "symbol", "side", "volume", "price_open", "swap")
+    # a position of an account that had none a moment ago waits for the next pass
+    inputs.positions = [HeldPosition(a, t, s, Side(side), v, o, w or Decimal(0))
+                        for a, t, s, side, v, o, w in rows if a in inputs.terminals]
     servers = {a.server for a in inputs.accounts}
     symbols = {p.symbol for p in inputs.positions}
     for spec in Instrument.objects.filter(server__in=servers, symbol__in=symbols):
         inputs.terms[(spec.server, spec.symbol)] = SymbolTerms(
             contract_size=spec.contract_size, currency_profit=spec.currency_profit)
-    inputs.thresholds = {a: e.thresholds for a, e in effective_settings(ids).items()}
-    inputs.requested = dict(AccountMark.objects.filter(account_id__in=ids).values_list(
+    inputs.thresholds = {a: e.thresholds for a, e in effective_settings(held).items()
+                         if a in inputs.terminals}
+    # an account that closed its last position a moment ago: not estimated this pass
+    inputs.accounts = [a for a in inputs.accounts if a.account_id in inputs.thresholds]
+    inputs.requested = dict(AccountMark.objects.filter(account_id__in=held).values_list(
         "account_id", "read_requested_at"))
     inputs.liquidating = set(LiquidationEpisode.objects.filter(
-        account_id__in=ids, status__in=RUNNING_EPISODE).values_list("account_id", flat=True))
+        status__in=RUNNING_EPISODE).values_list("account_id", flat=True))
     return inputs
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import TradeServer, TradingAccount
@@ -65,7 +66,7 @@ class Effective:
     band_points: Decimal
 
 
-def _server_zones(account_ids: list[int]) -> dict[int, str]:
+def _server_zones(account_ids: list[int] | QuerySet) -> dict[int, str]:
     """Each account's trade server time zone (UTC when the server is not registered)."""
     rows = TradingAccount.objects.filter(pk__in=account_ids).values_list("pk", "server")
     servers = {name for _, name in rows}
@@ -73,18 +74,27 @@ def _server_zones(account_ids: list[int]) -> dict[int, str]:
     return {pk: zones.get(name, "UTC") for pk, name in rows}
 
 
-def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
-    """Global settings with each account's overrides applied. Four queries at most.
+def effective_settings(account_ids: list[int] | QuerySet) -> dict[int, Effective]:
+    """Global settings with each account's overrides applied. Four queries at most (five
+    for a queryset). ``account_ids``: a list, or a queryset of ids
+    (``values_list("pk", flat=True)``) used as a subquery, with no parameter per account
+    (a mark-to-market pass over thousands of accounts).
 
     The trading day (daily-loss floor) is the broker's: it starts at ``day_rollover`` in
     the account's trade server zone, unless the owner set ``day_timezone``."""
     base = guard_settings_get()
+    within = account_ids if isinstance(account_ids, QuerySet) else list(account_ids)
     overrides = {o.account_id: o for o in GuardOverride.objects.filter(
-        account_id__in=account_ids)}
-    zones = {} if base.day_timezone else _server_zones(account_ids)
-    result = {}
-    for account_id in account_ids:
+        account_id__in=within)}
+    zones = {} if base.day_timezone else _server_zones(within)
+    result: dict[int, Effective] = {}
+    shared: dict[str, Effective] = {}  # accounts without overrides share one per zone
+    for account_id in list(within):
         o = overrides.get(account_id)
+        zone = base.day_timezone or zones.get(account_id, "UTC")
+        if o is None and zone in shared:
+            result[account_id] = shared[zone]
+            continue
 
         def pick(name: str, o: GuardOverride | None = o) -> Any:
             value = getattr(o, name, None) if o is not None else None
@@ -102,10 +112,12 @@ def effective_settings(account_ids: list[int]) -> dict[int, Effective]:
                      "max_loss": pick("max_loss_action"),
                      "trailing_drawdown": pick("trailing_drawdown_action")},
             warning_seconds=int(pick("pre_liquidation_warning_seconds")),
-            timezone=base.day_timezone or zones.get(account_id, "UTC"),
+            timezone=zone,
             rollover=base.day_rollover,
             band_points=base.warning_band_points,
         )
+        if o is None:
+            shared[zone] = result[account_id]
     return result
 
 

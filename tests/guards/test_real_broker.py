@@ -201,8 +201,8 @@ def test_an_accounts_closes_go_out_in_one_call_sequence_and_a_lost_reply_stops_i
     assert [a.outcome for a in first] == ["ambiguous", "done"]
     assert first.last().comment == "found closed on look-up"
     assert CloseAttempt.objects.filter(close_request_id=ids[1]).count() == 2
-    assert [a.comment for a in CloseAttempt.objects.filter(close_request_id=ids[2])][0] == (
-        "not sent: an earlier close of this account failed")
+    assert CloseAttempt.objects.filter(close_request_id=ids[2]).order_by(
+        "pk").first().comment == "not sent: an earlier close of this account failed"
     episode.refresh_from_db()
     assert episode.status == "done"
     assert all(r.realized_pnl is not None for r in CloseRequest.objects.filter(pk__in=ids))
