@@ -98,6 +98,7 @@ class Run:
     cycle_seconds: float = 0.0
     priority_reads: int = 0
     pass_seconds: list[float] = field(default_factory=list)  # mark-to-market passes
+    pass_errors: list[str] = field(default_factory=list)
     priority_outcomes: dict[str, int] = field(
         default_factory=lambda: {"synced": 0, "failed": 0, "skipped": 0})
 
@@ -360,8 +361,14 @@ class Bench:
         try:
             while not state.stop.is_set():
                 tick = time.monotonic()
-                pipeline.mark_to_market(enqueue=lambda a, tid, stamp: state.guards_q.put(
-                    ("priority", [a, tid, stamp])))
+                try:
+                    pipeline.mark_to_market(enqueue=lambda a, tid, stamp: state.guards_q.put(
+                        ("priority", [a, tid, stamp])))
+                except Exception as exc:  # as a Celery task: logged, the next tick runs
+                    state.result.pass_errors.append(repr(exc))
+                    print(f"    mark-to-market pass failed: {exc!r}", flush=True)
+                    connection.close()
+                    continue
                 state.result.pass_seconds.append(time.monotonic() - tick)
                 state.stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
         finally:
@@ -557,6 +564,7 @@ def report(args, runs: dict[tuple[str, bool], Run], login: float, read: float,
                 continue
             problems += [f"{scenario}/{trigger}: {what}" for what, bad in (
                 ("not flat", run.not_flat), ("closes to other accounts", run.others_closed),
+                ("mark-to-market passes failed", run.pass_errors),
                 ("stray closes", run.stray)) if bad]
             if not run.flat_at:
                 print(f"  {scenario:<8} {'with' if trigger else 'without':<7} trigger: "

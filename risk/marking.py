@@ -117,7 +117,6 @@ def mark_inputs_load() -> MarkInputs:
     rows = Position.objects.filter(status=Position.Status.OPEN, account__is_active=True,
                                    account__balance__isnull=False).values_list(
         "account_id", "ticket", "symbol", "side", "volume", "price_open", "swap")
-    # a position of an account that had none a moment ago waits for the next pass
     inputs.positions = [HeldPosition(a, t, s, Side(side), v, o, w or Decimal(0))
                         for a, t, s, side, v, o, w in rows if a in inputs.terminals]
     servers = {a.server for a in inputs.accounts}
@@ -127,8 +126,10 @@ def mark_inputs_load() -> MarkInputs:
             contract_size=spec.contract_size, currency_profit=spec.currency_profit)
     inputs.thresholds = {a: e.thresholds for a, e in effective_settings(held).items()
                          if a in inputs.terminals}
-    # an account that closed its last position a moment ago: not estimated this pass
+    # the queries are not one snapshot: an account whose last position closed (or whose
+    # first opened) between them is left for the next pass, whole
     inputs.accounts = [a for a in inputs.accounts if a.account_id in inputs.thresholds]
+    inputs.positions = [p for p in inputs.positions if p.account_id in inputs.thresholds]
     inputs.requested = dict(AccountMark.objects.filter(account_id__in=held).values_list(
         "account_id", "read_requested_at"))
     inputs.liquidating = set(LiquidationEpisode.objects.filter(

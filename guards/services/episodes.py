@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import TradingAccount
+from accounts.terminals import PRIORITY_WAIT_SECONDS, terminal_priority_request
 from guards import levels, metrics
 from guards.models import (
     AccountGuardState,
@@ -58,7 +59,21 @@ def episode_open(*, account: TradingAccount, reason: str, trigger: dict,
         return None  # the partial unique index: an episode is already running
     metrics.drawdown_guard_triggers_total.inc()
     transaction.on_commit(lambda: recheck_schedule(episode.pk, delay))
+    if delay == 0:
+        _terminal_hold(account)
     return episode
+
+
+def _terminal_hold(account: TradingAccount) -> None:
+    """The account's next call sequence (a re-check due now, its closes) is queued: hold
+    routine reads of its terminal back for a moment (``PRIORITY_WAIT_SECONDS``), so the
+    terminal is still logged into the account when that sequence starts, instead of one
+    routine read and two login switches later. The sequence renews the hold while it
+    waits for the terminal."""
+    if account.terminal_id is not None:
+        terminal_id = account.terminal_id
+        transaction.on_commit(lambda: terminal_priority_request(
+            terminal_ids=[terminal_id], seconds=PRIORITY_WAIT_SECONDS, extend_only=True))
 
 
 def recheck_schedule(episode_id: int, delay: int | None = None) -> None:
@@ -165,4 +180,5 @@ def _liquidation_start(episode: LiquidationEpisode, account: TradingAccount,
             return Outcome.DONE
         ids = [r.pk for r in requests]
         transaction.on_commit(lambda: closes_enqueue(ids))
+        _terminal_hold(account)
     return "liquidating"
